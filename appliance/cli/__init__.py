@@ -1,0 +1,5 @@
+"""Command-line interface: ``appliance serve | doctor | status | version``."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,114 @@
+"""``appliance serve``: run the gateway until SIGINT/SIGTERM, then shut down gracefully.
+
+Shutdown order: stop accepting, tell clients (``shutdown`` event), let in-flight requests finish within
+``gateway.shutdown_grace_s``, close sockets, then checkpoint and close the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import attrs
+
+from appliance.config import Settings, load_settings
+from appliance.log import configure, get_logger
+from appliance.runtime import (
+    DataPaths,
+    ensure_data_dir,
+    ensure_gateway_token,
+    remove_run_state,
+    write_run_state,
+)
+
+__all__ = ["cli_overrides", "run_serve"]
+
+log = get_logger("appliance.serve")
+
+
+def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    gateway: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        gateway["port"] = args.port
+    if getattr(args, "bind", None):
+        gateway["bind"] = args.bind
+    if gateway:
+        overrides["gateway"] = gateway
+    return overrides
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings, sources = load_settings(
+        profile=args.profile, config_file=args.config, overrides=cli_overrides(args)
+    )
+    configure(level=settings.log_level)
+    paths = DataPaths.of(settings)
+    ensure_data_dir(paths)
+    token = ensure_gateway_token(settings, paths)
+    if token is not None:
+        settings = attrs.evolve(settings, gateway=attrs.evolve(settings.gateway, token=token.token))
+        if token.origin == "generated":
+            print(f"appliance: generated a gateway token, stored (0600) in {token.path}", file=sys.stderr)
+        elif token.origin == "file":
+            print(f"appliance: gateway token in {token.path}", file=sys.stderr)
+    from appliance.store import open_database
+
+    db = open_database(
+        paths.database,
+        busy_timeout_ms=settings.store.busy_timeout_ms,
+        backups_kept=settings.store.backups_kept,
+    )
+    try:
+        import trio
+
+        trio.run(_serve, settings, db, paths, sources.profile)
+    finally:
+        db.close()
+        remove_run_state(paths)
+        log.info("serve_stopped")
+    return 0
+
+
+async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) -> None:
+    import trio
+
+    from appliance.gateway.server import GatewayServer
+    from appliance.gateway.state import GatewayState
+    from appliance.gateway.table import build_method_table
+
+    state = GatewayState(settings=settings, db=db)
+    server = GatewayServer(state, build_method_table())
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            ports = await nursery.start(server.serve)
+            port = ports[0] if isinstance(ports, list | tuple) else ports
+            write_run_state(
+                paths,
+                {
+                    "pid": os.getpid(),
+                    "port": port,
+                    "bind": settings.gateway.bind,
+                    "startedAt": int(time.time() * 1000),
+                    "profile": profile,
+                    "dataDir": str(paths.root),
+                },
+            )
+            log.info(
+                "gateway_listening",
+                port=port,
+                bind=settings.gateway.bind,
+                profile=profile,
+                url=f"ws://127.0.0.1:{port}/",
+            )
+            async for signum in signals:
+                log.info("shutdown_requested", signal=signal.Signals(signum).name)
+                await server.shutdown(reason="signal")
+                nursery.cancel_scope.cancel()
+                break

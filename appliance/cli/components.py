@@ -1,0 +1,15 @@
+"""Wiring of component-owned subcommands (defender, sandbox, ...).
+
+Each component exposes ``add_<component>_commands(subparsers)`` that sets ``handler`` on its parsers.
+Imports are static so PyInstaller bundles them; the components keep their own heavy imports lazy.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_all"]
+
+
+def add_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    del sub  # components register here as they land

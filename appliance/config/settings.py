@@ -1,0 +1,137 @@
+"""Frozen attrs settings: the one typed view of configuration.
+
+Each field may carry ``metadata={"range": (lo, hi)}`` or ``{"choices": (...)}``; the loader in
+:mod:`appliance.config.profiles` checks every layer against these before merging, so an error names the
+file and key it came from. Defaults here are the *embedded* defaults (the small-board port plan);
+``profiles/embedded.toml`` states them again for operators to read.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "AgentSettings",
+    "DefenderSettings",
+    "GatewaySettings",
+    "QueueSettings",
+    "SandboxSettings",
+    "SchedulerSettings",
+    "Settings",
+    "StoreSettings",
+    "auto_concurrency",
+]
+
+
+def auto_concurrency(cores: int | None = None) -> int:
+    """min(2, cores-1), floor 1: leave one core to the gateway on a small board."""
+    n = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, min(2, n - 1))
+
+
+def _r(lo: float, hi: float) -> dict[str, Any]:
+    return {"range": (lo, hi)}
+
+
+def _c(*choices: str) -> dict[str, Any]:
+    return {"choices": choices}
+
+
+@attrs.frozen
+class GatewaySettings:
+    bind: str = attrs.field(default="loopback", metadata={"help": "loopback | lan | an IP address"})
+    port: int = attrs.field(default=18789, metadata=_r(0, 65535))
+    auth: str = attrs.field(default="token", metadata=_c("token", "none"))
+    token: str = attrs.field(default="", metadata={"secret": True})
+    tick_interval_ms: int = attrs.field(default=30_000, metadata=_r(1_000, 600_000))
+    handshake_timeout_ms: int = attrs.field(default=15_000, metadata=_r(100, 120_000))
+    preauth_max_bytes: int = attrs.field(default=65_536, metadata=_r(1_024, 1_048_576))
+    max_payload_bytes: int = attrs.field(default=4_194_304, metadata=_r(4_096, 26_214_400))
+    max_buffered_bytes: int = attrs.field(default=8_388_608, metadata=_r(8_192, 52_428_800))
+    max_connections: int = attrs.field(default=32, metadata=_r(1, 4096))
+    rate_limit_per_s: float = attrs.field(default=50.0, metadata=_r(0.1, 100_000))
+    rate_limit_burst: int = attrs.field(default=100, metadata=_r(1, 100_000))
+    shutdown_grace_s: float = attrs.field(default=5.0, metadata=_r(0, 300))
+
+
+@attrs.frozen
+class StoreSettings:
+    busy_timeout_ms: int = attrs.field(default=5_000, metadata=_r(0, 600_000))
+    backups_kept: int = attrs.field(default=3, metadata=_r(0, 100))
+
+
+@attrs.frozen
+class QueueSettings:
+    max_concurrent_runs: int = attrs.field(default=0, metadata={**_r(0, 64), "help": "0 = auto"})
+    mailbox_capacity: int = attrs.field(default=32, metadata=_r(1, 10_000))
+    default_mode: str = attrs.field(default="followup", metadata=_c("followup", "steer", "collect"))
+    group_activation: str = attrs.field(default="mention", metadata=_c("mention", "always"))
+    dedupe_ttl_s: int = attrs.field(default=600, metadata=_r(1, 86_400))
+    dedupe_max_entries: int = attrs.field(default=2_048, metadata=_r(16, 1_000_000))
+    retry_max_attempts: int = attrs.field(default=4, metadata=_r(1, 20))
+    retry_base_ms: int = attrs.field(default=500, metadata=_r(1, 600_000))
+    retry_cap_ms: int = attrs.field(default=60_000, metadata=_r(1, 3_600_000))
+
+    def effective_concurrency(self) -> int:
+        return self.max_concurrent_runs or auto_concurrency()
+
+
+@attrs.frozen
+class SchedulerSettings:
+    enabled: bool = True
+    timezone: str = "UTC"
+    max_tasks: int = attrs.field(default=256, metadata=_r(1, 100_000))
+
+
+@attrs.frozen
+class SandboxSettings:
+    backend: str = attrs.field(default="none", metadata=_c("none", "podman", "docker"))
+    socket: str = ""
+    concurrency: int = attrs.field(default=0, metadata={**_r(0, 64), "help": "0 = auto"})
+    cpus: float = attrs.field(default=1.0, metadata=_r(0.1, 64))
+    memory_mb: int = attrs.field(default=256, metadata=_r(16, 65_536))
+    pids: int = attrs.field(default=128, metadata=_r(8, 65_536))
+    timeout_s: int = attrs.field(default=120, metadata=_r(1, 3_600))
+    output_cap_bytes: int = attrs.field(default=65_536, metadata=_r(1_024, 67_108_864))
+
+    def effective_concurrency(self) -> int:
+        return self.concurrency or auto_concurrency()
+
+
+@attrs.frozen
+class AgentSettings:
+    provider_base_url: str = ""
+    provider_api_key: str = attrs.field(default="", metadata={"secret": True})
+    model: str = ""
+    turn_timeout_s: int = attrs.field(default=180, metadata=_r(1, 3_600))
+    max_tool_turns: int = attrs.field(default=8, metadata=_r(1, 100))
+    request_timeout_s: int = attrs.field(default=60, metadata=_r(1, 3_600))
+    output_cap_bytes: int = attrs.field(default=65_536, metadata=_r(1_024, 67_108_864))
+
+
+@attrs.frozen
+class DefenderSettings:
+    mode: str = attrs.field(default="enforce", metadata=_c("enforce", "audit_only", "off"))
+    review_threshold: float = attrs.field(default=0.5, metadata=_r(0, 1))
+    block_threshold: float = attrs.field(default=0.8, metadata=_r(0, 1))
+    timeout_ms: int = attrs.field(default=250, metadata=_r(1, 60_000))
+    fail_mode: str = attrs.field(default="review", metadata=_c("allow", "review", "block"))
+
+
+@attrs.frozen
+class Settings:
+    """All configuration. Top-level keys have no section (``APPLIANCE_DATA_DIR``)."""
+
+    profile: str = "embedded"
+    data_dir: str = attrs.field(default="~/.local/share/appliance")
+    log_level: str = attrs.field(default="info", metadata=_c("debug", "info", "warning", "error"))
+    gateway: GatewaySettings = attrs.Factory(GatewaySettings)
+    store: StoreSettings = attrs.Factory(StoreSettings)
+    queue: QueueSettings = attrs.Factory(QueueSettings)
+    scheduler: SchedulerSettings = attrs.Factory(SchedulerSettings)
+    sandbox: SandboxSettings = attrs.Factory(SandboxSettings)
+    agent: AgentSettings = attrs.Factory(AgentSettings)
+    defender: DefenderSettings = attrs.Factory(DefenderSettings)

@@ -1,0 +1,164 @@
+"""Shared state of a running gateway: settings, store, identity, clocks, broadcast fan-out.
+
+Created once by ``serve`` and handed to every method handler through
+:class:`~appliance.gateway.dispatch.MethodContext`. Clocks are injectable so tests can pin time.
+
+Broadcasting: every authenticated WebSocket registers an :class:`EventSink` in ``broadcasters`` (by
+conn id). :meth:`GatewayState.broadcast` serialises the payload once and hands it to each sink, which
+applies the event's scope guard, numbers it with its own ``seq`` and queues it without blocking (a slow
+client is closed with 1008 "slow consumer", or skips the event when ``drop_if_slow``). ``broadcast`` is
+synchronous and never waits on a peer: call it from anywhere in the trio thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from appliance import __version__
+from appliance.config.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.store import Database
+
+__all__ = ["EncodedEvent", "EventLoopStats", "EventSink", "GatewayState"]
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@attrs.frozen
+class EncodedEvent:
+    """An event's name, payload and stateVersion, each already JSON text (shared by every recipient)."""
+
+    event_json: str
+    payload_json: str
+    state_version_json: str | None = None
+
+    @classmethod
+    def of(cls, event: str, payload: Any, state_version: Mapping[str, int] | None = None) -> EncodedEvent:
+        """Raises TypeError/ValueError when ``payload`` is not JSON (a caller bug)."""
+        dump = _dumps
+        return cls(dump(event), dump(payload), None if state_version is None else dump(dict(state_version)))
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class EventSink(Protocol):
+    """One connection's end of a broadcast."""
+
+    def deliver(self, event: str, encoded: EncodedEvent, *, drop_if_slow: bool = False) -> None: ...
+
+
+@attrs.define
+class EventLoopStats:
+    """Event-loop delay and CPU use, sampled by the server every ``interval_ms`` (sans-IO: values in).
+
+    ``delay_ms`` is how late a timer fired; ``utilization`` is process CPU time / wall time over the last
+    sample; ``degraded`` when p99 delay exceeds ``degraded_delay_ms``.
+    """
+
+    interval_ms: int = 1_000
+    degraded_delay_ms: float = 1_000.0
+    delays: deque[float] = attrs.Factory(lambda: deque(maxlen=60))
+    utilization: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_system_s: float = 0.0
+    degraded_since_ms: int | None = None
+    cores: int = attrs.Factory(lambda: os.cpu_count() or 1)
+
+    def record(self, *, delay_ms: float, utilization: float, now_ms: int) -> None:
+        self.delays.append(max(0.0, delay_ms))
+        self.utilization = max(0.0, utilization)
+        degraded = self.p99() > self.degraded_delay_ms
+        if degraded and self.degraded_since_ms is None:
+            self.degraded_since_ms = now_ms
+        elif not degraded:
+            self.degraded_since_ms = None
+
+    def p99(self) -> float:
+        if not self.delays:
+            return 0.0
+        ordered = sorted(self.delays)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    def to_wire(self) -> dict[str, Any]:
+        p99 = self.p99()
+        degraded = self.degraded_since_ms is not None
+        return {
+            "degraded": degraded,
+            "degradedSinceMs": self.degraded_since_ms,
+            "reasons": ["event_loop_delay"] if degraded else [],
+            "intervalMs": self.interval_ms,
+            "delayP99Ms": round(p99, 1),
+            "delayMaxMs": round(max(self.delays, default=0.0), 1),
+            "utilization": round(self.utilization, 3),
+            "cpuCoreRatio": round(self.utilization / max(1, self.cores), 3),
+        }
+
+
+@attrs.define
+class GatewayState:
+    settings: Settings
+    db: Database
+    version: str = __version__
+    boot_id: str = attrs.Factory(lambda: str(uuid.uuid4()))
+    started_monotonic: float = attrs.Factory(time.monotonic)
+    wall_ms: Callable[[], int] = _wall_ms
+    monotonic: Callable[[], float] = time.monotonic
+    #: authenticated connections by conn id (see module docstring)
+    broadcasters: dict[str, EventSink] = attrs.Factory(dict)
+    health_version: int = 0
+    presence_version: int = 1
+    #: the last ``health`` payload (the hello-ok snapshot reuses it)
+    health_cache: dict[str, Any] | None = None
+    #: non-CLI clients currently connected, by conn id (``system-presence`` lists them after the gateway)
+    presence: dict[str, dict[str, Any]] = attrs.Factory(dict)
+    #: the last heartbeat run (``last-heartbeat``); None until one has run
+    last_heartbeat: dict[str, Any] | None = None
+    event_loop: EventLoopStats = attrs.Factory(EventLoopStats)
+    hostname: str = attrs.Factory(socket.gethostname)
+    #: set when graceful shutdown begins (``/ready`` turns 503)
+    shutting_down: bool = False
+
+    def uptime_ms(self) -> int:
+        return int((self.monotonic() - self.started_monotonic) * 1000)
+
+    def state_version(self) -> dict[str, int]:
+        return {"presence": self.presence_version, "health": self.health_version}
+
+    def broadcast(
+        self,
+        event: str,
+        payload: Any,
+        *,
+        drop_if_slow: bool = False,
+        state_version: Mapping[str, int] | None = None,
+        conn_ids: Iterable[str] | None = None,
+    ) -> int:
+        """Send ``event`` to every authenticated connection allowed to see it (or only ``conn_ids``).
+
+        Returns how many sinks it was handed to. Raises TypeError/ValueError when ``payload`` is not JSON.
+        """
+        if not self.broadcasters:
+            return 0
+        encoded = EncodedEvent.of(event, payload, state_version)
+        targets = (
+            list(self.broadcasters.values())
+            if conn_ids is None
+            else [s for c in conn_ids if (s := self.broadcasters.get(c)) is not None]
+        )
+        for sink in targets:
+            sink.deliver(event, encoded, drop_if_slow=drop_if_slow)
+        return len(targets)
