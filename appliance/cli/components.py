@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from appliance.sandbox.cli import add_sandbox_commands
+
 __all__ = ["add_all"]
 
 
 def add_all(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    del sub  # components register here as they land
+    add_sandbox_commands(sub)
