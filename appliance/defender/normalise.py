@@ -1,0 +1,304 @@
+"""Text normalisation before prompt-injection scoring (sans-IO).
+
+Attackers hide trigger phrases behind look-alike characters, invisible controls, odd spacing and simple
+encodings. We fold all of that into one lower-case, single-spaced string so that the rules stay simple.
+
+Rules:
+- Pure functions of their input; no clocks, no I/O, bounded work (``max_chars`` caps everything).
+- ASCII input takes a fast path: no NFKC, no homoglyph table.
+- Encoded blobs (base64, hex, ``\\xNN`` runs, rot13 text) are decoded *in addition* to the text, never instead
+  of it, and only when the result looks like readable text. Each decoding adds a flag.
+"""
+
+# ruff: noqa: RUF001 - the homoglyph table is made of look-alike characters on purpose
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+
+import attrs
+
+__all__ = ["Normalised", "fold_homoglyphs", "normalise_text"]
+
+# Zero-width characters, joiners, BOM, soft hyphen and the bidi embedding/override/isolate controls.
+_INVISIBLE = dict.fromkeys(
+    [
+        0x00AD,
+        0x034F,
+        0x061C,
+        0x115F,
+        0x1160,
+        0x17B4,
+        0x17B5,
+        0x180E,
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2070),
+        0x3164,
+        0xFE0F,
+        0xFEFF,
+        0xFFA0,
+    ]
+)
+_BIDI = frozenset([0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+# Common confusables that NFKC leaves alone: Cyrillic and Greek letters that look Latin.
+_HOMOGLYPHS = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "с": "c",
+        "е": "e",
+        "ё": "e",
+        "һ": "h",
+        "і": "i",
+        "ї": "i",
+        "ј": "j",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "ԛ": "q",
+        "ѕ": "s",
+        "т": "t",
+        "у": "y",
+        "ԝ": "w",
+        "х": "x",
+        "ү": "y",
+        "α": "a",
+        "β": "b",
+        "ε": "e",
+        "η": "n",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ɑ": "a",
+        "ɡ": "g",
+        "ı": "i",
+        "ℓ": "l",
+    }
+)
+_CYR_GREEK = re.compile(r"[\u0370-\u03ff\u0400-\u052f]")
+_LATIN = re.compile(r"[a-z]")
+_MIXED_WORD = re.compile(r"\b(?=\w*[a-z])(?=\w*[\u0370-\u03ff\u0400-\u052f])\w+\b")
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_NEWLINES = re.compile(r" ?\n[\s]*")
+# Letters spaced out one by one ("i g n o r e") are joined back.
+_SPACED = re.compile(r"(?:[a-z][ .*_-]){3,}[a-z](?![a-z])")
+_SPACED_SEP = re.compile(r"[ .\-_*]")
+_LEET_WORD = re.compile(r"[a-z]+[013457@$|][a-z0-9@$|]*|[013457@$|]+[a-z][a-z0-9@$|]*")
+_LEET_PAIR = re.compile(r"[a-z][013457@$|]|[013457@$|][a-z]")
+_LEET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@$|")
+_SPACED_HINT = re.compile(r"[ .*_-][a-z][ .*_-][a-z][ .*_-][a-z]\b")
+_INVISIBLE_RE = re.compile("[" + "".join(chr(c) for c in _INVISIBLE) + "]")
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "l"}
+)
+_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"[0-9a-fA-F]{24,}")
+_TOKEN_SPLIT = re.compile(r"[\s\"'`()\[\]{}<>,;:]+")
+_XESC = re.compile(r"(?:\\x[0-9a-fA-F]{2}){6,}")
+_ROT13_HINTS = frozenset(["gur", "naq", "lbh", "vtaber", "vafgehpgvbaf", "cebzcg", "lbhe", "nyy", "vf", "gb"])
+_WORD = re.compile(r"[a-z]+")
+
+_MAX_BLOBS = 8
+_MAX_BLOB_CHARS = 4096
+
+
+@attrs.frozen
+class Normalised:
+    """The folded text, decoded payloads found in it, and flags that say what was undone."""
+
+    text: str
+    decoded: tuple[str, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+    @property
+    def all_text(self) -> str:
+        """The folded text followed by every decoded payload: what the rules scan."""
+        if not self.decoded:
+            return self.text
+        return self.text + " \n " + " \n ".join(self.decoded)
+
+
+def fold_homoglyphs(text: str) -> str:
+    """Map Cyrillic/Greek look-alikes to Latin (used for command words too)."""
+    return text.translate(_HOMOGLYPHS)
+
+
+def normalise_text(text: str, *, max_chars: int = 8192) -> Normalised:
+    """Fold ``text`` for matching: NFKC, invisible and bidi controls removed, homoglyphs folded, casefolded,
+    leetspeak and spaced-out words undone, whitespace collapsed, and short encoded blobs decoded."""
+    flags: set[str] = set()
+    if len(text) > max_chars:
+        # Keep head and tail: injections hide at either end of long documents.
+        half = max_chars // 2
+        text = text[:half] + "\n" + text[-half:]
+        flags.add("truncated")
+    raw = text
+    if not text.isascii():
+        stripped = text
+        if _INVISIBLE_RE.search(text):
+            stripped = _INVISIBLE_RE.sub("", text)
+            flags.add("invisible_chars")
+            if any(ord(ch) in _BIDI for ch in text):
+                flags.add("bidi_controls")
+        text = unicodedata.normalize("NFKC", stripped)
+        text = text.casefold()
+        if _CYR_GREEK.search(text) and _LATIN.search(text):
+            if _MIXED_WORD.search(text):
+                flags.add("mixed_script")
+            text = _MIXED_WORD.sub(lambda m: fold_homoglyphs(m.group(0)), text)
+    else:
+        text = text.lower()
+    decoded = _decode_blobs(raw, flags)
+    if _LEET_PAIR.search(text):
+        unleeted = _unleet_text(text)
+        if unleeted != text:
+            flags.add("leetspeak")
+            text = unleeted
+    if _SPACED_HINT.search(text):
+        joined = _SPACED.sub(_join_spaced, text)
+        if joined != text:
+            flags.add("spaced_letters")
+            text = joined
+    if "_" in text or "\\" in text:
+        text = text.replace("_", " ").replace("\\", "")
+    text = _NEWLINES.sub("\n", _SPACES.sub(" ", text)).strip()
+    rot = _maybe_rot13(text)
+    if rot is not None:
+        decoded.append(rot)
+        flags.add("rot13")
+    return Normalised(text=text, decoded=tuple(decoded), flags=frozenset(flags))
+
+
+def _unleet_text(text: str) -> str:
+    """Undo leetspeak only in the tokens around a letter/digit pair: most text has none, and a whole-text
+    substitution is the slowest step of normalisation on long inputs."""
+    parts: list[str] = []
+    last = 0
+    for pair in _LEET_PAIR.finditer(text):
+        start = pair.start()
+        if start < last:
+            continue
+        while start > 0 and text[start - 1] in _LEET_CHARS:
+            start -= 1
+        end = pair.end()
+        while end < len(text) and text[end] in _LEET_CHARS:
+            end += 1
+        word = text[start:end]
+        if start > 0 and text[start - 1].isalnum():
+            continue
+        parts.append(text[last:start])
+        parts.append(word.translate(_LEET) if sum(ch.isalpha() for ch in word) >= 2 else word)
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def _unleet(match: re.Match[str]) -> str:
+    word = match.group(0)
+    start = match.start()
+    if start and match.string[start - 1].isalnum():
+        return word  # the tail of a longer token such as an id or a hash
+    if sum(ch.isalpha() for ch in word) < 2:
+        return word
+    return word.translate(_LEET)
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    start = match.start()
+    if start and match.string[start - 1].isalpha():
+        return match.group(0)
+    return _SPACED_SEP.sub("", match.group(0))
+
+
+def _decode_blobs(raw: str, flags: set[str]) -> list[str]:
+    out: list[str] = []
+    if len(raw) < 16:
+        return out
+    # str.split is much faster than a regex split; only the few long tokens are split further.
+    candidates = [
+        part for tok in raw.split() if len(tok) >= 16 for part in _TOKEN_SPLIT.split(tok) if len(part) >= 16
+    ]
+    for token in candidates:
+        match = _B64.search(token)
+        if match is None:
+            continue
+        if len(out) >= _MAX_BLOBS:
+            break
+        blob = match.group(0)[:_MAX_BLOB_CHARS]
+        if blob.isalpha() or blob.isdigit() or len(set(blob)) < 8:
+            continue  # a long plain word or number, not base64
+        text = _readable(_b64decode(blob))
+        if text is not None:
+            out.append(text.lower())
+            flags.add("base64")
+    for token in candidates:
+        match = _HEX.search(token)
+        if match is None:
+            continue
+        if len(out) >= _MAX_BLOBS:
+            break
+        digits = match.group(0)[:_MAX_BLOB_CHARS]
+        try:
+            text = _readable(bytes.fromhex(digits[: len(digits) // 2 * 2]))
+        except ValueError:
+            continue
+        if text is not None:
+            out.append(text.lower())
+            flags.add("hex")
+    for match in _XESC.finditer(raw) if "\\x" in raw else ():
+        if len(out) >= _MAX_BLOBS:
+            break
+        digits = match.group(0).replace("\\x", "")[:_MAX_BLOB_CHARS]
+        text = _readable(bytes.fromhex(digits))
+        if text is not None:
+            out.append(text.lower())
+            flags.add("hex_escapes")
+    return out
+
+
+def _b64decode(blob: str) -> bytes:
+    padded = blob + "=" * (-len(blob) % 4)
+    try:
+        if "-" in blob or "_" in blob:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def _readable(data: bytes) -> str | None:
+    """Decoded bytes count only when they are mostly printable text with some spaces (a sentence)."""
+    if len(data) < 8:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    printable = sum(ch.isprintable() or ch in "\n\t" for ch in text)
+    if printable < 0.95 * len(text) or " " not in text:
+        return None
+    letters = sum(ch.isalpha() for ch in text)
+    return text if letters >= 0.5 * len(text) else None
+
+
+def _maybe_rot13(text: str) -> str | None:
+    """Decode rot13 only when the text is full of rot13'd English function words (cheap and rare)."""
+    if "gur" not in text and "lbh" not in text and "vtaber" not in text:
+        return None
+    words = _WORD.findall(text[:4096])
+    hits = sum(1 for w in words if w in _ROT13_HINTS)
+    if hits < 3 or hits < 0.08 * len(words):
+        return None
+    return codecs.decode(text, "rot13")
