@@ -184,7 +184,14 @@ def main() -> int:
     parser.add_argument("--peer-openclaw", action="store_true", help="also measure the real OpenClaw gateway")
     args = parser.parse_args()
 
-    env = {**os.environ, "APPLIANCE_GATEWAY_TOKEN": TOKEN, "APPLIANCE_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "APPLIANCE_GATEWAY_TOKEN": TOKEN,
+        "APPLIANCE_LOG_LEVEL": "warning",
+        # the per-connection rate limit (50/s) would measure the limiter, not the gateway
+        "APPLIANCE_GATEWAY_RATE_LIMIT_PER_S": "100000",
+        "APPLIANCE_GATEWAY_RATE_LIMIT_BURST": "100000",
+    }
     cold = measure_cold_start(appliance_cmd, env, TOKEN, args.runs, 20)
     running = measure_running(appliance_cmd, env, TOKEN, args.idle, args.calls, 20)
     med = statistics.median(cold)

@@ -11,12 +11,14 @@ import contextlib
 import itertools
 import json
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 from appliance import __version__
 from appliance.errors import ApplianceError, ErrorCode, ExitCode
@@ -47,7 +49,8 @@ class GatewayClient:
         self._ws = ws
         self._ids = itertools.count(1)
         self._pending: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
-        self.events: list[dict[str, Any]] = []
+        #: the most recent events (bounded: a long-lived client must not grow without limit)
+        self.events: deque[dict[str, Any]] = deque(maxlen=256)
         self.hello: dict[str, Any] = {}
         self._event_send, self.event_stream = trio.open_memory_channel[dict[str, Any]](1024)
         self._nursery = nursery
@@ -112,7 +115,14 @@ async def open_gateway_client(
 
     Raises GatewayCallError when the gateway refuses ``connect`` (bad token, protocol mismatch).
     """
-    async with trio.open_nursery() as nursery, open_websocket_url(url) as ws:
+    parsed = urlsplit(url)
+    if parsed.scheme != "ws" or not parsed.hostname:
+        raise GatewayCallError({"code": "INVALID_REQUEST", "message": f"expected a ws:// URL, got {url!r}"})
+    resource = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    # We own the TCP stream: trio-websocket leaves it open when the peer vanishes mid-connection.
+    stream = await trio.open_tcp_stream(parsed.hostname, parsed.port or 80)
+    async with stream, trio.open_nursery() as nursery:
+        ws = await wrap_client_stream(nursery, stream, parsed.hostname, resource)
         challenge = json.loads(await ws.get_message())
         if challenge.get("event") != "connect.challenge":
             raise GatewayCallError({"code": "INVALID_REQUEST", "message": "no connect.challenge"})
