@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+import trio.lowlevel
 
 from appliance.gateway.client import open_gateway_client
 from appliance.store import open_database
@@ -18,7 +19,10 @@ KILL_AFTER_OK = 120
 async def test_acknowledged_patches_survive_kill_9(tmp_path: Path) -> None:
     data = tmp_path / "data"
     # lift the per-connection rate limit: this test is about durability, not throttling
-    unthrottled = {"APPLIANCE_GATEWAY_RATE_LIMIT_PER_S": "100000", "APPLIANCE_GATEWAY_RATE_LIMIT_BURST": "100000"}
+    unthrottled = {
+        "APPLIANCE_GATEWAY_RATE_LIMIT_PER_S": "100000",
+        "APPLIANCE_GATEWAY_RATE_LIMIT_BURST": "100000",
+    }
     serve = start_serve(data, env=unthrottled)
     acknowledged: dict[str, str] = {}
     killed = trio.Event()
@@ -39,12 +43,14 @@ async def test_acknowledged_patches_survive_kill_9(tmp_path: Path) -> None:
     try:
         with trio.fail_after(60):
             try:
-                async with open_gateway_client(serve.url, serve.token, scopes=["operator.admin"]) as client:
-                    async with trio.open_nursery() as nursery:
-                        for i in range(BURST):
-                            nursery.start_soon(patch, client, i)
-                            if i % 20 == 0:
-                                await trio.sleep(0)
+                async with (
+                    open_gateway_client(serve.url, serve.token, scopes=["operator.admin"]) as client,
+                    trio.open_nursery() as nursery,
+                ):
+                    for i in range(BURST):
+                        nursery.start_soon(patch, client, i)
+                        if i % 20 == 0:
+                            await trio.lowlevel.checkpoint()
             except Exception:  # the connection dies with the process
                 pass
     finally:
@@ -58,7 +64,11 @@ async def test_acknowledged_patches_survive_kill_9(tmp_path: Path) -> None:
     db = open_database(data / "appliance.sqlite3")
     try:
         assert db.quick_check() == ["ok"]
-        missing = [key for key, label in acknowledged.items() if (row := get_session(db, key)) is None or row.label != label]
+        missing = [
+            key
+            for key, label in acknowledged.items()
+            if (row := get_session(db, key)) is None or row.label != label
+        ]
     finally:
         db.close()
     assert missing == []

@@ -28,7 +28,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     assert "Traceback" not in serve.log_text()
 
 
-def call(cli: Any, gw: ServeProcess, method: str, params: dict[str, Any] | None = None, token: str = TOKEN) -> Any:
+def call(
+    cli: Any, gw: ServeProcess, method: str, params: dict[str, Any] | None = None, token: str = TOKEN
+) -> Any:
     return cli.call(method, url=gw.url, token=token, params=params)
 
 
@@ -51,8 +53,18 @@ def test_health_via_gateway_call_and_health_command(openclaw_cli: Any, gateway: 
     payload = ok_payload(call(openclaw_cli, gateway, "health"))
     assert payload["ok"] is True
     golden = golden_ok_payload("health")
-    needed = {"ok", "ts", "durationMs", "channels", "channelOrder", "channelLabels", "heartbeatSeconds",
-              "defaultAgentId", "agents", "sessions"}
+    needed = {
+        "ok",
+        "ts",
+        "durationMs",
+        "channels",
+        "channelOrder",
+        "channelLabels",
+        "heartbeatSeconds",
+        "defaultAgentId",
+        "agents",
+        "sessions",
+    }
     assert needed <= set(golden)
     assert needed <= set(payload)
     res = openclaw_cli.run(
@@ -113,12 +125,16 @@ def test_session_lifecycle(openclaw_cli: Any, gateway: ServeProcess) -> None:
 
 
 def test_label_rules_fail_like_the_gateway(openclaw_cli: Any, gateway: ServeProcess) -> None:
-    ok_payload(call(openclaw_cli, gateway, "sessions.patch", {"key": "agent:main:contract-b", "label": "Taken"}))
+    ok_payload(
+        call(openclaw_cli, gateway, "sessions.patch", {"key": "agent:main:contract-b", "label": "Taken"})
+    )
     dup = call(openclaw_cli, gateway, "sessions.patch", {"key": "agent:main:contract-c", "label": "Taken"})
     assert dup.rc == 1, dup.describe()
     assert dup.error["type"] == "gateway_request_error"
     assert dup.error["code"] == "INVALID_REQUEST"
-    too_long = call(openclaw_cli, gateway, "sessions.patch", {"key": "agent:main:contract-c", "label": "x" * 65})
+    too_long = call(
+        openclaw_cli, gateway, "sessions.patch", {"key": "agent:main:contract-c", "label": "x" * 65}
+    )
     assert too_long.rc == 1, too_long.describe()
     assert too_long.error["code"] == "INVALID_REQUEST"
 
