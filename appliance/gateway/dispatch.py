@@ -27,7 +27,16 @@ from appliance.errors import MissingScope, UnknownMethod, ValidationFailed
 if TYPE_CHECKING:
     from appliance.gateway.state import GatewayState
 
-__all__ = ["AckFn", "EmitEvent", "Handler", "MethodContext", "MethodSpec", "MethodTable", "Scope", "check_params"]
+__all__ = [
+    "AckFn",
+    "EmitEvent",
+    "Handler",
+    "MethodContext",
+    "MethodSpec",
+    "MethodTable",
+    "Scope",
+    "check_params",
+]
 
 
 class Scope(enum.StrEnum):
@@ -138,10 +147,11 @@ def check_params(
     """Check a flat params object: ``fields`` maps each allowed key to its type(s); ``None`` values count
     as absent. Raises ValidationFailed ``invalid <method> params: at /key: must be string`` with
     ``details.errors`` listing every problem (``bool`` is not an ``int`` here, as in JSON Schema)."""
-    problems: list[dict[str, str]] = []
-    for key in required:
-        if params.get(key) is None:
-            problems.append({"path": "", "message": f"must have required property '{key}'"})
+    problems = [
+        {"path": "", "message": f"must have required property '{key}'"}
+        for key in required
+        if params.get(key) is None
+    ]
     for key, value in params.items():
         expected = fields.get(key)
         if expected is None:

@@ -63,24 +63,39 @@ class EventSink(Protocol):
 
 @attrs.define
 class EventLoopStats:
-    """Event-loop delay and CPU use, sampled by the server every ``interval_ms`` (sans-IO: values in).
+    """Event-loop delay and CPU use, sampled by the server about every ``interval_ms`` (values come in).
 
-    ``delay_ms`` is how late a timer fired; ``utilization`` is process CPU time / wall time over the last
-    sample; ``degraded`` when p99 delay exceeds ``degraded_delay_ms``.
+    Shaped as OpenClaw's ``eventLoop`` block: ``delayP99Ms``/``delayMaxMs`` are how late the sampling
+    timer fired; ``utilization`` is the loop thread's CPU share (the loop is busy when its thread runs);
+    ``cpuCoreRatio`` the whole process's, in cores; ``degraded`` while p99 delay exceeds
+    ``degraded_delay_ms``.
     """
 
     interval_ms: int = 1_000
     degraded_delay_ms: float = 1_000.0
     delays: deque[float] = attrs.Factory(lambda: deque(maxlen=60))
-    utilization: float = 0.0
-    cpu_user_s: float = 0.0
-    cpu_system_s: float = 0.0
+    measured_interval_ms: float = 0.0
+    main_thread_ratio: float = 0.0
+    process_ratio: float = 0.0
+    host_utilization: float | None = None
     degraded_since_ms: int | None = None
     cores: int = attrs.Factory(lambda: os.cpu_count() or 1)
 
-    def record(self, *, delay_ms: float, utilization: float, now_ms: int) -> None:
+    def record(
+        self,
+        *,
+        delay_ms: float,
+        interval_ms: float,
+        main_thread_ratio: float,
+        process_ratio: float,
+        host_utilization: float | None,
+        now_ms: int,
+    ) -> None:
         self.delays.append(max(0.0, delay_ms))
-        self.utilization = max(0.0, utilization)
+        self.measured_interval_ms = max(0.0, interval_ms)
+        self.main_thread_ratio = max(0.0, main_thread_ratio)
+        self.process_ratio = max(0.0, process_ratio)
+        self.host_utilization = host_utilization
         degraded = self.p99() > self.degraded_delay_ms
         if degraded and self.degraded_since_ms is None:
             self.degraded_since_ms = now_ms
@@ -94,17 +109,25 @@ class EventLoopStats:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
     def to_wire(self) -> dict[str, Any]:
-        p99 = self.p99()
         degraded = self.degraded_since_ms is not None
+        main = round(self.main_thread_ratio, 3)
+        process = round(self.process_ratio, 3)
         return {
             "degraded": degraded,
             "degradedSinceMs": self.degraded_since_ms,
             "reasons": ["event_loop_delay"] if degraded else [],
-            "intervalMs": self.interval_ms,
-            "delayP99Ms": round(p99, 1),
+            "intervalMs": round(self.measured_interval_ms or float(self.interval_ms), 3),
+            "delayP99Ms": round(self.p99(), 1),
             "delayMaxMs": round(max(self.delays, default=0.0), 1),
-            "utilization": round(self.utilization, 3),
-            "cpuCoreRatio": round(self.utilization / max(1, self.cores), 3),
+            "utilization": min(1.0, main),
+            "cpuCoreRatio": process,
+            "cpuBreakdown": {
+                "mainThreadCoreRatio": main,
+                "hostUtilization": None if self.host_utilization is None else round(self.host_utilization, 3),
+                "hostCpuCount": self.cores,
+                "workerCoreRatio": 0,
+                "otherThreadsCoreRatio": round(max(0.0, process - main), 3),
+            },
         }
 
 
@@ -123,6 +146,8 @@ class GatewayState:
     presence_version: int = 1
     #: the last ``health`` payload (the hello-ok snapshot reuses it)
     health_cache: dict[str, Any] | None = None
+    #: monotonic time of the last ``health`` broadcast to every connection
+    health_broadcast_at: float | None = None
     #: non-CLI clients currently connected, by conn id (``system-presence`` lists them after the gateway)
     presence: dict[str, dict[str, Any]] = attrs.Factory(dict)
     #: the last heartbeat run (``last-heartbeat``); None until one has run
@@ -131,6 +156,8 @@ class GatewayState:
     hostname: str = attrs.Factory(socket.gethostname)
     #: set when graceful shutdown begins (``/ready`` turns 503)
     shutting_down: bool = False
+    #: requests being handled right now, over every connection (``status.shutdownBudget``)
+    active_requests: int = 0
 
     def uptime_ms(self) -> int:
         return int((self.monotonic() - self.started_monotonic) * 1000)
