@@ -20,7 +20,8 @@ from appliance.errors import ApplianceError, ExitCode
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; ``argv`` lets it skip importing component commands that are not being run."""
     parser = argparse.ArgumentParser(
         prog="appliance",
         description="Personal AI-assistant gateway for small edge boards (OpenClaw-compatible).",
@@ -50,19 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.add_argument("--json", action="store_true", help="machine-readable output")
 
-    _add_component_commands(sub)
+    from appliance.cli import components
+
+    components.add_all(sub, argv)
     return parser
 
 
-def _add_component_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Subcommands owned by components (static imports, so PyInstaller sees them)."""
-    from appliance.cli import components
-
-    components.add_all(sub)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(_dispatch(args))
