@@ -140,7 +140,7 @@ def _engine_probe() -> Callable[[Settings], str] | None:
         from appliance.sandbox import probe_engine
     except ImportError:
         return None
-    return probe_engine  # type: ignore[no-any-return]
+    return probe_engine
 
 
 def run_checks(settings: Settings) -> list[Check]:
