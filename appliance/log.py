@@ -23,7 +23,7 @@ import types
 from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
-__all__ = ["Logger", "bound_context", "configure", "get_logger", "redact"]
+__all__ = ["Logger", "bound_context", "configure", "fresh_context", "get_logger", "redact"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 _SECRET_KEY = re.compile(
@@ -71,6 +71,16 @@ def _is_token_counter(key: str) -> bool:
 def bound_context(**fields: Any) -> Iterator[None]:
     """Bind fields to every log line written in this context (and tasks spawned from it)."""
     reset = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(reset)
+
+
+@contextlib.contextmanager
+def fresh_context() -> Iterator[None]:
+    """Drop inherited fields: for long-lived tasks started from inside a request (they outlive it)."""
+    reset = _context.set(_EMPTY)
     try:
         yield
     finally:

@@ -55,6 +55,8 @@ class GatewaySettings:
     rate_limit_per_s: float = attrs.field(default=50.0, metadata=_r(0.1, 100_000))
     rate_limit_burst: int = attrs.field(default=100, metadata=_r(1, 100_000))
     shutdown_grace_s: float = attrs.field(default=5.0, metadata=_r(0, 300))
+    #: OpenAI-compatible POST /v1/chat/completions on the gateway port (token-protected)
+    http_chat_completions: bool = False
 
 
 @attrs.frozen
@@ -106,10 +108,14 @@ class AgentSettings:
     provider_base_url: str = ""
     provider_api_key: str = attrs.field(default="", metadata={"secret": True})
     model: str = ""
+    fallback_models: str = attrs.field(default="", metadata={"help": "comma-separated, tried in order"})
     turn_timeout_s: int = attrs.field(default=180, metadata=_r(1, 3_600))
     max_tool_turns: int = attrs.field(default=8, metadata=_r(1, 100))
     request_timeout_s: int = attrs.field(default=60, metadata=_r(1, 3_600))
     output_cap_bytes: int = attrs.field(default=65_536, metadata=_r(1_024, 67_108_864))
+
+    def fallback_model_list(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.fallback_models.split(",") if m.strip())
 
 
 @attrs.frozen

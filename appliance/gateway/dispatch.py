@@ -113,6 +113,25 @@ class MethodTable:
                 raise ValueError(f"method registered twice: {name}")
             self.methods[name] = spec
 
+    def merge_deferred(self, scopes: dict[str, Scope], load: Callable[[], MethodTable]) -> None:
+        """Register ``scopes``' methods now and import their module on the first call.
+
+        For rarely used, heavy method modules (``cron.*`` pulls in the scheduler): an idle gateway keeps
+        them out of memory. ``load`` must contain a static import so PyInstaller bundles the module; a
+        test checks that the declared scopes match the real table's.
+        """
+
+        def deferred(name: str) -> Handler:
+            async def handler(ctx: MethodContext, params: dict[str, Any]) -> Any:
+                return await load().methods[name].handler(ctx, params)
+
+            return handler
+
+        for name, scope in scopes.items():
+            if name in self.methods:
+                raise ValueError(f"method registered twice: {name}")
+            self.methods[name] = MethodSpec(name, deferred(name), scope)
+
     def advertised(self) -> list[str]:
         return sorted(name for name, spec in self.methods.items() if spec.advertised)
 

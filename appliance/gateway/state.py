@@ -158,6 +158,17 @@ class GatewayState:
     shutting_down: bool = False
     #: requests being handled right now, over every connection (``status.shutdownBudget``)
     active_requests: int = 0
+    #: the work services (run queue, agent runtime, scheduler) that ``serve`` starts when needed; tests
+    #: that build a bare state leave it None and the chat methods fall back to a local runtime
+    services: Any = None
+    #: set by the services while they run
+    run_queue: Any = None
+    scheduler: Any = None
+
+    async def ensure_services(self) -> None:
+        """Start the work services if ``serve`` provided them (first use), and wait until they run."""
+        if self.services is not None:
+            await self.services.ready()
 
     def uptime_ms(self) -> int:
         return int((self.monotonic() - self.started_monotonic) * 1000)

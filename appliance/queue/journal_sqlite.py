@@ -17,29 +17,10 @@ import apsw
 
 from appliance.queue.journal import ItemState, JournalRecord
 from appliance.queue.policy import QueueItem
+from appliance.store.migrations import QUEUE_SCHEMA_SQL
 
 __all__ = ["QUEUE_SCHEMA_SQL", "SqliteJournal"]
 
-QUEUE_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS queue_items (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
-    item_id         TEXT NOT NULL UNIQUE,
-    session_key     TEXT NOT NULL,
-    body            TEXT NOT NULL,
-    idempotency_key TEXT UNIQUE,
-    state           TEXT NOT NULL DEFAULT 'queued'
-                    CHECK (state IN ('queued', 'running', 'done', 'failed', 'superseded')),
-    attempt         INTEGER NOT NULL DEFAULT 0,
-    completions     INTEGER NOT NULL DEFAULT 0,
-    accepted_ms     INTEGER NOT NULL,
-    updated_ms      INTEGER NOT NULL,
-    result          TEXT,
-    error           TEXT,
-    superseded_by   TEXT
-) STRICT;
-CREATE INDEX IF NOT EXISTS queue_items_open ON queue_items (seq) WHERE state IN ('queued', 'running');
-CREATE INDEX IF NOT EXISTS queue_items_state ON queue_items (state, updated_ms);
-"""
 
 _COLUMNS = "seq, body, state, attempt, result, error, completions"
 

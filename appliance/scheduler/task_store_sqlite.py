@@ -13,45 +13,10 @@ import apsw
 import attrs
 
 from appliance.models.tasks import RunStatus, Task, TaskRun, TaskSpec
+from appliance.store.migrations import SCHEDULER_SCHEMA_SQL
 
 __all__ = ["SCHEDULER_SCHEMA_SQL", "SqliteTaskStore"]
 
-SCHEDULER_SCHEMA_SQL = """
-CREATE TABLE IF NOT EXISTS sched_tasks (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'once')),
-    expr        TEXT NOT NULL DEFAULT '',
-    tz          TEXT NOT NULL DEFAULT 'UTC',
-    every_ms    INTEGER NOT NULL DEFAULT 0,
-    anchor_ms   INTEGER NOT NULL DEFAULT 0,
-    at_ms       INTEGER NOT NULL DEFAULT 0,
-    prompt      TEXT NOT NULL,
-    session_key TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('active', 'paused', 'completed')),
-    created_ms  INTEGER NOT NULL,
-    updated_ms  INTEGER NOT NULL,
-    next_run_ms INTEGER,
-    last_run_ms INTEGER,
-    last_status TEXT,
-    last_error  TEXT,
-    extra_json  TEXT NOT NULL DEFAULT '{}'
-) STRICT;
-CREATE INDEX IF NOT EXISTS sched_tasks_due ON sched_tasks (status, next_run_ms);
-CREATE TABLE IF NOT EXISTS sched_runs (
-    run_id       TEXT PRIMARY KEY,
-    task_id      TEXT NOT NULL REFERENCES sched_tasks (id) ON DELETE CASCADE,
-    scheduled_ms INTEGER NOT NULL,
-    started_ms   INTEGER NOT NULL,
-    ended_ms     INTEGER,
-    status       TEXT NOT NULL CHECK (status IN ('running', 'ok', 'error', 'interrupted')),
-    error        TEXT,
-    result       TEXT,
-    manual       INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX IF NOT EXISTS sched_runs_task ON sched_runs (task_id, started_ms);
-CREATE INDEX IF NOT EXISTS sched_runs_open ON sched_runs (status) WHERE status = 'running';
-"""
 
 _TASK_COLUMNS = (
     "id, name, kind, expr, tz, every_ms, anchor_ms, at_ms, prompt, session_key, status, created_ms, "

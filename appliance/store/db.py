@@ -135,6 +135,11 @@ class Database:
     # -- maintenance -----------------------------------------------------------------------------
 
     @property
+    def connection(self) -> Any:
+        """The apsw connection, for components that keep their own tables (queue journal, task store)."""
+        return self._conn
+
+    @property
     def user_version(self) -> int:
         return int(self.scalar("PRAGMA user_version"))
 

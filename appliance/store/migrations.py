@@ -16,7 +16,14 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MIGRATIONS", "Migration", "latest_version"]
+__all__ = [
+    "AGENT_TURNS_SCHEMA_SQL",
+    "MIGRATIONS",
+    "QUEUE_SCHEMA_SQL",
+    "SCHEDULER_SCHEMA_SQL",
+    "Migration",
+    "latest_version",
+]
 
 
 @attrs.frozen
@@ -104,7 +111,93 @@ CREATE INDEX usage_day ON usage(day, agent_id);
 CREATE INDEX usage_session ON usage(session_key, ts);
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "sessions, transcripts, usage", _V1_SESSIONS),)
+# v2: the run queue journal, the scheduler's tasks and runs, agent turns. Their components also create them
+# with IF NOT EXISTS so they work on a bare connection in their own tests; the ladder is the authority.
+QUEUE_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS queue_items (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id         TEXT NOT NULL UNIQUE,
+    session_key     TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    state           TEXT NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'running', 'done', 'failed', 'superseded')),
+    attempt         INTEGER NOT NULL DEFAULT 0,
+    completions     INTEGER NOT NULL DEFAULT 0,
+    accepted_ms     INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    result          TEXT,
+    error           TEXT,
+    superseded_by   TEXT
+) STRICT;
+CREATE INDEX IF NOT EXISTS queue_items_open ON queue_items (seq) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS queue_items_state ON queue_items (state, updated_ms);
+"""
+
+SCHEDULER_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS sched_tasks (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('cron', 'interval', 'once')),
+    expr        TEXT NOT NULL DEFAULT '',
+    tz          TEXT NOT NULL DEFAULT 'UTC',
+    every_ms    INTEGER NOT NULL DEFAULT 0,
+    anchor_ms   INTEGER NOT NULL DEFAULT 0,
+    at_ms       INTEGER NOT NULL DEFAULT 0,
+    prompt      TEXT NOT NULL,
+    session_key TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('active', 'paused', 'completed')),
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    next_run_ms INTEGER,
+    last_run_ms INTEGER,
+    last_status TEXT,
+    last_error  TEXT,
+    extra_json  TEXT NOT NULL DEFAULT '{}'
+) STRICT;
+CREATE INDEX IF NOT EXISTS sched_tasks_due ON sched_tasks (status, next_run_ms);
+CREATE TABLE IF NOT EXISTS sched_runs (
+    run_id       TEXT PRIMARY KEY,
+    task_id      TEXT NOT NULL REFERENCES sched_tasks (id) ON DELETE CASCADE,
+    scheduled_ms INTEGER NOT NULL,
+    started_ms   INTEGER NOT NULL,
+    ended_ms     INTEGER,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'ok', 'error', 'interrupted')),
+    error        TEXT,
+    result       TEXT,
+    manual       INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX IF NOT EXISTS sched_runs_task ON sched_runs (task_id, started_ms);
+CREATE INDEX IF NOT EXISTS sched_runs_open ON sched_runs (status) WHERE status = 'running';
+"""
+
+AGENT_TURNS_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS agent_turns (
+    run_id        TEXT PRIMARY KEY,
+    session_key   TEXT NOT NULL,
+    session_id    TEXT NOT NULL,
+    agent_id      TEXT NOT NULL,
+    request_id    TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    path          TEXT NOT NULL DEFAULT 'none',
+    message       TEXT NOT NULL DEFAULT '',
+    reply         TEXT,
+    error         TEXT,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    total_tokens  INTEGER NOT NULL DEFAULT 0,
+    started_at    INTEGER NOT NULL,
+    ended_at      INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS agent_turns_running ON agent_turns(status) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS agent_turns_session ON agent_turns(session_key, started_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "sessions, transcripts, usage", _V1_SESSIONS),
+    Migration(
+        2, "queue, scheduler, agent turns", QUEUE_SCHEMA_SQL + SCHEDULER_SCHEMA_SQL + AGENT_TURNS_SCHEMA_SQL
+    ),
+)
 
 
 def latest_version(migrations: Sequence[Migration] = MIGRATIONS) -> int:

@@ -58,6 +58,11 @@ def test_close_is_idempotent_and_checkpoints(db_path: Path) -> None:
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+#: the shipped ladder's version, and the next one a test migration takes
+CURRENT = latest_version()
+NEXT = CURRENT + 1
+
+
 def _seed_v1(path: Path) -> None:
     with open_database(path) as db:
         create_session(db, key="agent:main:main", agent_id="main", now_ms=10, session_id="sid-1")
@@ -65,19 +70,19 @@ def _seed_v1(path: Path) -> None:
 
 def test_migration_ladder_backs_up_then_migrates(db_path: Path) -> None:
     _seed_v1(db_path)
-    v2 = Migration(2, "add notes", "ALTER TABLE sessions ADD COLUMN notes TEXT")
-    with open_database(db_path, migrations=[*MIGRATIONS, v2]) as db:
-        assert db.user_version == 2
+    v_next = Migration(NEXT, "add notes", "ALTER TABLE sessions ADD COLUMN notes TEXT")
+    with open_database(db_path, migrations=[*MIGRATIONS, v_next]) as db:
+        assert db.user_version == NEXT
         assert db.scalar("SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'notes'") == 1
         rec = get_session(db, "agent:main:main")
         assert rec is not None
         assert rec.session_id == "sid-1"
-    backup = db_path.with_name(db_path.name + ".pre-v2.bak")
+    backup = db_path.with_name(db_path.name + f".pre-v{NEXT}.bak")
     assert backup.exists()
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     conn = apsw.Connection(str(backup))
     try:
-        assert conn.execute("PRAGMA user_version").fetchall()[0][0] == 1
+        assert conn.execute("PRAGMA user_version").fetchall()[0][0] == CURRENT
         assert conn.execute("SELECT session_id FROM sessions").fetchall() == [("sid-1",)]
     finally:
         conn.close()
@@ -87,11 +92,11 @@ def test_function_migration_runs_in_its_transaction(db_path: Path) -> None:
     _seed_v1(db_path)
 
     def add_table(conn: Any) -> None:
-        conn.execute("CREATE TABLE queue_items (id INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT")
+        conn.execute("CREATE TABLE extra_items (id INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT")
 
-    with open_database(db_path, migrations=[*MIGRATIONS, Migration(2, "queue", add_table)]) as db:
-        assert db.user_version == 2
-        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'queue_items'") == [("queue_items",)]
+    with open_database(db_path, migrations=[*MIGRATIONS, Migration(NEXT, "extra", add_table)]) as db:
+        assert db.user_version == NEXT
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'extra_items'") == [("extra_items",)]
 
 
 @pytest.mark.parametrize("kind", ["function", "sql"])
@@ -107,18 +112,18 @@ def test_failing_migration_leaves_old_database_intact(db_path: Path, kind: str) 
         boom if kind == "function" else "CREATE TABLE half_done (x INTEGER); SELECT * FROM no_such_table;"
     )
     with pytest.raises(StoreError) as info:
-        open_database(db_path, migrations=[*MIGRATIONS, Migration(2, "bad", apply)])
+        open_database(db_path, migrations=[*MIGRATIONS, Migration(NEXT, "bad", apply)])
     err = info.value
     assert type(err) is StoreError
-    assert "migration v2 (bad) failed" in err.message
+    assert f"migration v{NEXT} (bad) failed" in err.message
     assert err.details is not None
-    assert err.details["userVersion"] == 1
+    assert err.details["userVersion"] == CURRENT
     backup = Path(err.details["backup"])
-    assert backup == db_path.with_name(db_path.name + ".pre-v2.bak")
+    assert backup == db_path.with_name(db_path.name + f".pre-v{NEXT}.bak")
     assert backup.exists()
 
     with open_database(db_path) as db:
-        assert db.user_version == 1
+        assert db.user_version == CURRENT
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'") == []
         rec = get_session(db, "agent:main:main")
         assert rec is not None
@@ -130,15 +135,15 @@ def test_failing_migration_leaves_old_database_intact(db_path: Path, kind: str) 
 def test_backups_are_pruned_to_backups_kept(db_path: Path) -> None:
     _seed_v1(db_path)
     ladder = list(MIGRATIONS)
-    for version in (2, 3, 4):
+    for version in (NEXT, NEXT + 1, NEXT + 2):
         ladder.append(Migration(version, f"v{version}", f"CREATE TABLE t{version} (x INTEGER)"))
         open_database(db_path, migrations=ladder, backups_kept=2).close()
     names = sorted(p.name for p in db_path.parent.glob("*.bak"))
-    assert names == [f"{db_path.name}.pre-v3.bak", f"{db_path.name}.pre-v4.bak"]
+    assert names == [f"{db_path.name}.pre-v{NEXT + 1}.bak", f"{db_path.name}.pre-v{NEXT + 2}.bak"]
 
 
 def test_newer_schema_is_refused(db_path: Path) -> None:
-    with open_database(db_path, migrations=[*MIGRATIONS, Migration(2, "future", "CREATE TABLE f (x)")]):
+    with open_database(db_path, migrations=[*MIGRATIONS, Migration(NEXT, "future", "CREATE TABLE f (x)")]):
         pass
     with pytest.raises(StoreError, match="newer than this build"):
         open_database(db_path)

@@ -82,11 +82,17 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
     from appliance.gateway.server import GatewayServer
     from appliance.gateway.state import GatewayState
     from appliance.gateway.table import build_method_table
+    from appliance.runtime.services import Services, boot_needs_services
 
     state = GatewayState(settings=settings, db=db)
     server = GatewayServer(state, build_method_table())
+    if settings.gateway.http_chat_completions:
+        server.add_http_route("/v1/chat/completions", _chat_completions_route(state))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            state.services = Services(state, nursery)
+            if boot_needs_services(db):  # resume queued work, report crashed turns, run schedules
+                state.services.start_soon()
             ports = await nursery.start(server.serve)
             port = ports[0] if isinstance(ports, list | tuple) else ports
             write_run_state(
@@ -112,3 +118,17 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
                 await server.shutdown(reason="signal")
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _chat_completions_route(state: Any) -> Any:
+    """``POST /v1/chat/completions`` on the gateway port, through the same agent runtime as chat.send."""
+
+    async def route(stream: Any, request: Any, body: bytes) -> int:
+        from appliance.gateway.methods.chat import runtime_ready
+        from appliance.gateway.openai_http import OpenAIHttpConfig, respond_chat_completions
+
+        gateway = state.settings.gateway
+        config = OpenAIHttpConfig(enabled=True, token=gateway.token, auth_mode=gateway.auth)
+        return await respond_chat_completions(stream, request, body, await runtime_ready(state), config)
+
+    return route

@@ -45,7 +45,10 @@ def _fail(method: str, path: str, why: str) -> ValidationFailed:
     )
 
 
-def _scheduler(ctx: MethodContext) -> Scheduler:
+async def _scheduler(ctx: MethodContext) -> Scheduler:
+    ensure = getattr(ctx.state, "ensure_services", None)
+    if ensure is not None:  # start the scheduler on first use (see appliance.runtime.services)
+        await ensure()
     scheduler = getattr(ctx.state, "scheduler", None)
     if not isinstance(scheduler, Scheduler):
         raise Unavailable("cron scheduler is not running")
@@ -298,6 +301,9 @@ def run_to_wire(run: TaskRun, task: Task | None) -> dict[str, Any]:
 @table.method("cron.status", scope=Scope.READ)
 async def cron_status(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     _object("cron.status", params, ())
+    ensure = getattr(ctx.state, "ensure_services", None)
+    if ensure is not None:
+        await ensure()
     scheduler = getattr(ctx.state, "scheduler", None)
     path = str(getattr(ctx.state.db, "path", "") or "")
     running = isinstance(scheduler, Scheduler)
@@ -339,7 +345,7 @@ def _choice(method: str, params: Mapping[str, Any], name: str, choices: tuple[st
 async def cron_list(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     m = "cron.list"
     p = _object(m, params, _LIST_KEYS)
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     limit = _int(m, p, "limit", minimum=1) or 50
     if limit > _LIST_LIMIT_MAX:
         raise _fail(m, "/limit", f"must be <= {_LIST_LIMIT_MAX}")
@@ -401,7 +407,7 @@ def _revision(scheduler: Scheduler) -> str:
 @table.method("cron.get", scope=Scope.READ)
 async def cron_get(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     p = _object("cron.get", params, ("id", "jobId"))
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     task = scheduler.get(_job_id("cron.get", p))
     return job_to_wire(task, scheduler.running(task.id))
 
@@ -426,7 +432,7 @@ _ADD_KEYS = (
 async def cron_add(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     m = "cron.add"
     p = _object(m, params, _ADD_KEYS)
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     name = _str(m, p, "name", required=True) or ""
     for required in ("schedule", "sessionTarget", "payload"):
         if required not in p:
@@ -471,7 +477,7 @@ _PATCH_KEYS = (*_ADD_KEYS, "state")
 async def cron_update(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     m = "cron.update"
     p = _object(m, params, ("id", "jobId", "patch"))
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     task = scheduler.get(_job_id(m, p))
     patch = _object(m, p.get("patch"), _PATCH_KEYS, "/patch")
     extra = _extra(task)
@@ -516,7 +522,7 @@ async def cron_update(ctx: MethodContext, params: dict[str, Any]) -> dict[str, A
 @table.method("cron.remove", scope=Scope.ADMIN)
 async def cron_remove(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     p = _object("cron.remove", params, ("id", "jobId"))
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     try:
         scheduler.remove(_job_id("cron.remove", p))
     except NotFound:
@@ -528,7 +534,7 @@ async def cron_remove(ctx: MethodContext, params: dict[str, Any]) -> dict[str, A
 async def cron_run(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     m = "cron.run"
     p = _object(m, params, ("id", "jobId", "mode"))
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     task = scheduler.get(_job_id(m, p))
     mode = _choice(m, p, "mode", ("due", "force"), "force")
     if mode == "due" and (task.next_run_ms is None or task.next_run_ms > ctx.state.wall_ms()):
@@ -561,7 +567,7 @@ _RUNS_KEYS = (
 async def cron_runs(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     m = "cron.runs"
     p = _object(m, params, _RUNS_KEYS)
-    scheduler = _scheduler(ctx)
+    scheduler = await _scheduler(ctx)
     job_id = _str(m, p, "id") or _str(m, p, "jobId")
     scope = _choice(m, p, "scope", ("job", "all"), "job" if job_id else "all")
     if scope == "job" and job_id is None:

@@ -1,0 +1,3 @@
+"""Model providers: the OpenAI-compatible wire format (sans-IO) and its httpx shell."""
+
+from __future__ import annotations
