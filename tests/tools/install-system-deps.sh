@@ -9,6 +9,7 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v minisign >/dev/null 2>&1 || need+=(minisign)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
