@@ -33,8 +33,8 @@ system-deps:
 	bash tests/tools/install-system-deps.sh
 
 lint: venv-dev
-	$(BIN)/ruff check appliance tests bench soak
-	$(BIN)/ruff format --check appliance tests bench soak
+	$(BIN)/ruff check $(wildcard appliance tests bench soak image)
+	$(BIN)/ruff format --check $(wildcard appliance tests bench soak image)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -53,3 +53,18 @@ lock:
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
+
+## release artifacts (issue 7): signed bundle archive + manifest + minisig under dist/
+.PHONY: dist verify-reproducible oci aarch64 bench-frozen nix-check
+dist:
+	image/build-dist.sh dist
+verify-reproducible:
+	image/verify-reproducible.sh
+oci:
+	CHECK_TWICE=1 image/build-oci.sh dist
+aarch64:
+	image/aarch64/build.sh dist/aarch64
+bench-frozen: dist
+	$(BIN)/python bench/bench_frozen.py --bundle dist/appliance
+nix-check:
+	nix-instantiate --parse flake.nix >/dev/null && nix-instantiate --eval --strict image/nix/offline-checks.nix

@@ -18,13 +18,19 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Adder: TypeAlias = Callable[[Subparsers], None]
 
 
-def _defender(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _defender(sub: Subparsers) -> None:
     from appliance.defender.cli import add_defender_commands
 
     add_defender_commands(sub)
 
 
-def _sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _artifact(sub: Subparsers) -> None:
+    from appliance.artifact.cli import add_artifact_commands
+
+    add_artifact_commands(sub)
+
+
+def _sandbox(sub: Subparsers) -> None:
     from appliance.sandbox.cli import add_sandbox_commands
 
     add_sandbox_commands(sub)
@@ -32,6 +38,7 @@ def _sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 #: command name -> (one-line help, registration)
 COMPONENT_COMMANDS: dict[str, tuple[str, Adder]] = {
+    "artifact": ("build, sign and verify release artifacts", _artifact),
     "defender": ("score prompts and commands, integrity baseline, quarantine ledger", _defender),
     "sandbox": ("build the runner image, run a command in the sandbox", _sandbox),
 }

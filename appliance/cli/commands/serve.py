@@ -79,10 +79,13 @@ def run_serve(args: argparse.Namespace) -> int:
 async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) -> None:
     import trio
 
+    from appliance.artifact.sdnotify import notifier_from_env
     from appliance.gateway.server import GatewayServer
     from appliance.gateway.state import GatewayState
     from appliance.gateway.table import build_method_table
     from appliance.runtime.services import Services, boot_needs_services
+
+    notifier = notifier_from_env()  # systemd Type=notify + WatchdogSec; a no-op elsewhere
 
     state = GatewayState(settings=settings, db=db)
     server = GatewayServer(state, build_method_table())
@@ -113,7 +116,11 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
                 profile=profile,
                 url=f"ws://127.0.0.1:{port}/",
             )
+            notifier.ready(f"listening on port {port}")
+            if notifier.watchdog_interval_s:
+                nursery.start_soon(_feed_watchdog, notifier)
             async for signum in signals:
+                notifier.stopping()
                 log.info("shutdown_requested", signal=signal.Signals(signum).name)
                 await server.shutdown(reason="signal")
                 nursery.cancel_scope.cancel()
@@ -132,3 +139,12 @@ def _chat_completions_route(state: Any) -> Any:
         return await respond_chat_completions(stream, request, body, await runtime_ready(state), config)
 
     return route
+
+
+async def _feed_watchdog(notifier: Any) -> None:
+    """WATCHDOG=1 at the interval systemd asked for: a hung event loop stops feeding and gets restarted."""
+    import trio
+
+    while True:
+        notifier.watchdog()
+        await trio.sleep(notifier.watchdog_interval_s)
