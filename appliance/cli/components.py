@@ -30,28 +30,46 @@ def _artifact(sub: Subparsers) -> None:
     add_artifact_commands(sub)
 
 
+def _ota(sub: Subparsers) -> None:
+    from appliance.ota import add_ota_commands
+
+    add_ota_commands(sub)
+
+
 def _sandbox(sub: Subparsers) -> None:
     from appliance.sandbox.cli import add_sandbox_commands
 
     add_sandbox_commands(sub)
 
 
-#: command name -> (one-line help, registration)
-COMPONENT_COMMANDS: dict[str, tuple[str, Adder]] = {
-    "artifact": ("build, sign and verify release artifacts", _artifact),
-    "defender": ("score prompts and commands, integrity baseline, quarantine ledger", _defender),
-    "sandbox": ("build the runner image, run a command in the sandbox", _sandbox),
+#: component -> (its top-level commands with one-line help, registration)
+COMPONENT_COMMANDS: dict[str, tuple[dict[str, str], Adder]] = {
+    "artifact": ({"artifact": "build, sign and verify release artifacts"}, _artifact),
+    "defender": (
+        {"defender": "score prompts and commands, integrity baseline, quarantine ledger"},
+        _defender,
+    ),
+    "ota": (
+        {
+            "update": "install a signed update (file, directory or URL) in trial",
+            "rollback": "go back to the previous version and its database",
+            "slots": "show current/previous slots, trial state and history",
+            "commit": "trial check: commit if healthy, revert if failed or late",
+            "boot-check": "before start (ExecStartPre): count a trial boot or revert",
+        },
+        _ota,
+    ),
+    "sandbox": ({"sandbox": "build the runner image, run a command in the sandbox"}, _sandbox),
 }
 
 
-def add_all(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], argv: Sequence[str] | None = None
-) -> None:
-    """Register every component command; load only the one ``argv`` selects (all of them for help)."""
+def add_all(sub: Subparsers, argv: Sequence[str] | None = None) -> None:
+    """Register every component command; load only the component ``argv`` selects (all for help)."""
     chosen = next((arg for arg in (argv or ()) if not arg.startswith("-")), None)
     wants_help = argv is None or any(arg in {"-h", "--help"} for arg in argv) or chosen is None
-    for name, (help_text, adder) in COMPONENT_COMMANDS.items():
-        if wants_help or name == chosen:
+    for commands, adder in COMPONENT_COMMANDS.values():
+        if wants_help or chosen in commands:
             adder(sub)
         else:
-            sub.add_parser(name, help=help_text, add_help=False)
+            for name, help_text in commands.items():
+                sub.add_parser(name, help=help_text, add_help=False)

@@ -17,6 +17,7 @@ __all__ = [
     "AgentSettings",
     "DefenderSettings",
     "GatewaySettings",
+    "OtaSettings",
     "QueueSettings",
     "SandboxSettings",
     "SchedulerSettings",
@@ -128,6 +129,19 @@ class DefenderSettings:
 
 
 @attrs.frozen
+class OtaSettings:
+    """Over-the-air updates; empty strings mean "the built-in default" (see ``appliance update --help``)."""
+
+    root: str = "/opt/appliance"
+    public_key: str = attrs.field(default="", metadata={"help": "minisign public key file; empty = embedded"})
+    restart_command: str = attrs.field(default="", metadata={"help": "empty = systemctl restart appliance"})
+    stop_command: str = attrs.field(default="", metadata={"help": "empty = systemctl stop appliance"})
+    health_url: str = attrs.field(default="", metadata={"help": "empty = http://127.0.0.1:<port>/ready"})
+    trial_deadline_s: int = attrs.field(default=300, metadata=_r(10, 86_400))
+    max_boots: int = attrs.field(default=3, metadata=_r(1, 100))
+
+
+@attrs.frozen
 class Settings:
     """All configuration. Top-level keys have no section (``APPLIANCE_DATA_DIR``)."""
 
@@ -141,3 +155,4 @@ class Settings:
     sandbox: SandboxSettings = attrs.Factory(SandboxSettings)
     agent: AgentSettings = attrs.Factory(AgentSettings)
     defender: DefenderSettings = attrs.Factory(DefenderSettings)
+    ota: OtaSettings = attrs.Factory(OtaSettings)
