@@ -18,6 +18,12 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Adder: TypeAlias = Callable[[Subparsers], None]
 
 
+def _channel(sub: Subparsers) -> None:
+    from appliance.channels.cli import add_channel_commands
+
+    add_channel_commands(sub)
+
+
 def _defender(sub: Subparsers) -> None:
     from appliance.defender.cli import add_defender_commands
 
@@ -45,6 +51,7 @@ def _sandbox(sub: Subparsers) -> None:
 #: component -> (its top-level commands with one-line help, registration)
 COMPONENT_COMMANDS: dict[str, tuple[dict[str, str], Adder]] = {
     "artifact": ({"artifact": "build, sign and verify release artifacts"}, _artifact),
+    "channel": ({"channel": "run or test a channel adapter (telegram, whatsapp, webhook)"}, _channel),
     "defender": (
         {"defender": "score prompts and commands, integrity baseline, quarantine ledger"},
         _defender,

@@ -18,6 +18,7 @@ import attrs
 
 __all__ = [
     "AGENT_TURNS_SCHEMA_SQL",
+    "CHANNELS_SCHEMA_SQL",
     "MIGRATIONS",
     "QUEUE_SCHEMA_SQL",
     "SCHEDULER_SCHEMA_SQL",
@@ -192,11 +193,21 @@ CREATE INDEX IF NOT EXISTS agent_turns_running ON agent_turns(status) WHERE stat
 CREATE INDEX IF NOT EXISTS agent_turns_session ON agent_turns(session_key, started_at);
 """
 
+# v3: channel offsets (Telegram getUpdates, plugin channels)
+CHANNELS_SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS channel_offsets (
+    channel_key TEXT PRIMARY KEY,
+    next_offset INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+) STRICT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, transcripts, usage", _V1_SESSIONS),
     Migration(
         2, "queue, scheduler, agent turns", QUEUE_SCHEMA_SQL + SCHEDULER_SCHEMA_SQL + AGENT_TURNS_SCHEMA_SQL
     ),
+    Migration(3, "channel offsets", CHANNELS_SCHEMA_SQL),
 )
 
 
