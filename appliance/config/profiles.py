@@ -54,20 +54,25 @@ class ConfigSources:
     env_keys: tuple[str, ...]
 
 
+_STR_LIST = tuple[str, ...]
+
+
+def _fields(cls: type) -> dict[str, tuple[attrs.Attribute[Any], Any]]:
+    """Each attrs field of ``cls`` with its resolved type (annotations are strings here)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f, hints[f.name]) for f in attrs.fields(cls)}
+
+
 def _sections() -> dict[str, type]:
-    hints = typing.get_type_hints(Settings)
-    return {name: typ for name, typ in hints.items() if attrs.has(typ)}
-
-
-def _resolved_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return {name: typ for name, (_, typ) in _fields(Settings).items() if attrs.has(typ)}
 
 
 def _describe(field: attrs.Attribute[Any], typ: Any) -> str:
     meta = field.metadata
     if "choices" in meta:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
-    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(typ, str(typ))
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    name = "a list of strings" if typ == _STR_LIST else names.get(typ, str(typ))
     if "range" in meta:
         lo, hi = meta["range"]
         return f"{name} in {lo}..{hi}"
@@ -88,7 +93,12 @@ def _check_value(field: attrs.Attribute[Any], typ: Any, value: Any, *, from_env:
         value = float(value) if ok else value
     elif typ is str:
         ok = isinstance(value, str)
-    else:  # pragma: no cover - schema only uses the four scalar types
+    elif typ == _STR_LIST:  # ids may be written as TOML integers; they are strings on the wire
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(str(v) for v in value) if ok else value
+    else:  # pragma: no cover - the schema uses only these types
         ok = False
     if not ok:
         raise ValueError(f"expected {expected}, got {value!r}")
@@ -111,6 +121,8 @@ def _coerce_env(typ: Any, raw: str, expected: str) -> Any:
         if lowered in {"0", "false", "no", "off"}:
             return False
         raise failure
+    if typ == _STR_LIST:  # comma-separated in the environment
+        return tuple(part.strip() for part in text.split(",") if part.strip())
     try:
         if typ is int:
             return int(text, 10)
@@ -121,41 +133,31 @@ def _coerce_env(typ: Any, raw: str, expected: str) -> Any:
     return raw
 
 
-def parse_layer(data: Mapping[str, Any], source: str, *, from_env: bool = False) -> Layer:
-    """Check one layer against the schema; return it normalised. Raises ConfigError naming source and key."""
-    sections = _sections()
-    top_fields = {f.name: f for f in attrs.fields(Settings) if f.name not in sections}
-    top_types = _resolved_types(Settings)
+def _parse_table(cls: type, data: Mapping[str, Any], source: str, prefix: str, from_env: bool) -> Layer:
+    fields = _fields(cls)
     out: Layer = {}
     for key, value in data.items():
-        if key in sections:
+        dotted = f"{prefix}{key}"
+        if key not in fields:
+            kind = "keys and tables" if not prefix else "keys"
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"unknown key (known {kind}: {known})", source=source, key=dotted)
+        field, typ = fields[key]
+        if attrs.has(typ):
             if not isinstance(value, Mapping):
-                raise ConfigError(f"expected a table [{key}], got {value!r}", source=source, key=key)
-            section_cls = sections[key]
-            fields = {f.name: f for f in attrs.fields(section_cls)}
-            types_ = _resolved_types(section_cls)
-            checked: dict[str, Any] = {}
-            for sub_key, sub_value in value.items():
-                dotted = f"{key}.{sub_key}"
-                if sub_key not in fields:
-                    known = ", ".join(sorted(fields))
-                    raise ConfigError(f"unknown key (known keys: {known})", source=source, key=dotted)
-                try:
-                    checked[sub_key] = _check_value(
-                        fields[sub_key], types_[sub_key], sub_value, from_env=from_env
-                    )
-                except ValueError as exc:
-                    raise ConfigError(str(exc), source=source, key=dotted) from None
-            out[key] = checked
-        elif key in top_fields:
-            try:
-                out[key] = _check_value(top_fields[key], top_types[key], value, from_env=from_env)
-            except ValueError as exc:
-                raise ConfigError(str(exc), source=source, key=key) from None
-        else:
-            known = ", ".join(sorted([*top_fields, *sections]))
-            raise ConfigError(f"unknown key (known keys and tables: {known})", source=source, key=key)
+                raise ConfigError(f"expected a table [{dotted}], got {value!r}", source=source, key=dotted)
+            out[key] = _parse_table(typ, value, source, f"{dotted}.", from_env)
+            continue
+        try:
+            out[key] = _check_value(field, typ, value, from_env=from_env)
+        except ValueError as exc:
+            raise ConfigError(str(exc), source=source, key=dotted) from None
     return out
+
+
+def parse_layer(data: Mapping[str, Any], source: str, *, from_env: bool = False) -> Layer:
+    """Check one layer against the schema; return it normalised. Raises ConfigError naming source and key."""
+    return _parse_table(Settings, data, source, "", from_env)
 
 
 def _read_toml(path: Path) -> Layer:
@@ -175,39 +177,47 @@ def _read_toml(path: Path) -> Layer:
     return parse_layer(data, str(path))
 
 
+def _env_path(cls: type, rest: str) -> list[str] | None:
+    """``channels_telegram_bot_token`` -> ``["channels", "telegram", "bot_token"]`` (tables first)."""
+    fields = _fields(cls)
+    for name, (_, typ) in fields.items():
+        if attrs.has(typ) and rest.startswith(name + "_"):
+            tail = _env_path(typ, rest[len(name) + 1 :])
+            if tail is not None:
+                return [name, *tail]
+    return [rest] if rest in fields else None
+
+
+def _closest_path(cls: type, rest: str) -> list[str]:
+    for name, (_, typ) in _fields(cls).items():
+        if attrs.has(typ) and rest.startswith(name + "_"):
+            return [name, *_closest_path(typ, rest[len(name) + 1 :])]
+    return [rest]
+
+
 def _env_layer(environ: Mapping[str, str]) -> tuple[Layer, list[str]]:
-    sections = _sections()
-    nested: dict[str, Any] = {}
+    layer: Layer = {}
     used: list[str] = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
-        section = next((s for s in sections if rest.startswith(s + "_")), None)
-        if section is not None:
-            nested.setdefault(section, {})[rest[len(section) + 1 :]] = environ[name]
-        else:
-            nested[rest] = environ[name]
+        path = _env_path(Settings, rest)
+        if path is None:  # unknown: name the deepest matching table so the message lists its keys
+            path = _closest_path(Settings, rest)
+        nested: Any = environ[name]
+        for part in reversed(path):
+            nested = {part: nested}
+        layer = _merge(layer, parse_layer(nested, f"environment {name}", from_env=True))
         used.append(name)
-    layer: Layer = {}
-    for key, value in nested.items():
-        source = _env_name(key, value)
-        layer = _merge(layer, parse_layer({key: value}, source, from_env=True))
     return layer, used
-
-
-def _env_name(key: str, value: Any) -> str:
-    if isinstance(value, dict) and len(value) == 1:
-        (sub,) = value
-        return f"environment {ENV_PREFIX}{key.upper()}_{sub.upper()}"
-    return f"environment {ENV_PREFIX}{key.upper()}" if not isinstance(value, dict) else "environment"
 
 
 def _merge(base: Layer, top: Layer) -> Layer:
     merged = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = {**merged[key], **value}
+            merged[key] = _merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -235,11 +245,16 @@ def _structure(data: Layer) -> Settings:
     Not cattrs: every value was validated and coerced per layer (so errors can name their source), leaving
     only construction, and cattrs' import alone costs ~1 MB of the gateway's 35 MB idle budget.
     """
-    sections = _sections()
-    kwargs: dict[str, Any] = {
-        key: sections[key](**value) if key in sections else value for key, value in data.items()
+    return _build(Settings, data)  # type: ignore[no-any-return]
+
+
+def _build(cls: type, data: Layer) -> Any:
+    fields = _fields(cls)
+    kwargs = {
+        key: _build(fields[key][1], value) if isinstance(value, dict) else value
+        for key, value in data.items()
     }
-    return Settings(**kwargs)
+    return cls(**kwargs)
 
 
 def load_settings(

@@ -122,3 +122,44 @@ def test_env_bool_and_float_coercion() -> None:
     )
     assert settings.scheduler.enabled is False
     assert settings.gateway.rate_limit_per_s == 2.5
+
+
+def test_nested_channel_tables_from_toml_and_env(tmp_path: Path) -> None:
+    operator = tmp_path / "op.toml"
+    operator.write_text('[channels.telegram]\nenabled = true\nallow_user_ids = [12345, "678"]\n')
+    settings, _ = load_settings(
+        config_file=str(operator),
+        environ={
+            "APPLIANCE_CHANNELS_TELEGRAM_BOT_TOKEN": "tok",
+            "APPLIANCE_CHANNELS_WHATSAPP_ALLOW_CHAT_IDS": "a@g.us, b@g.us",
+        },
+    )
+    assert settings.channels.telegram.enabled is True
+    assert settings.channels.telegram.allow_user_ids == ("12345", "678")
+    assert settings.channels.telegram.bot_token == "tok"
+    assert settings.channels.whatsapp.allow_chat_ids == ("a@g.us", "b@g.us")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[channels.telegram]\nbogus = 1\n", "channels.telegram.bogus: unknown key"),
+        (
+            '[channels.telegram]\nallow_user_ids = "1"\n',
+            "channels.telegram.allow_user_ids: expected a list of strings",
+        ),
+        ("[channels]\ntelegram = 1\n", "channels.telegram: expected a table"),
+    ],
+)
+def test_bad_nested_values_name_the_dotted_key(tmp_path: Path, content: str, needle: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(content)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load_settings(config_file=str(bad), environ={})
+
+
+def test_unknown_nested_env_key_lists_the_table_keys() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(environ={"APPLIANCE_CHANNELS_TELEGRAM_NOPE": "1"})
+    assert "channels.telegram.nope: unknown key" in info.value.one_line()
+    assert "bot_token" in info.value.one_line()
