@@ -336,13 +336,3 @@ async def test_real_openclaw_cli_adds_lists_runs_and_removes_a_job(tmp_path: Pat
             assert (await run("cron", "rm", added["id"]))["removed"] is True
             assert (await run("cron", "list", "--json"))["jobs"] == []
             nursery.cancel_scope.cancel()
-
-
-def test_deferred_cron_registration_matches_the_real_table() -> None:
-    from appliance.gateway.methods import cron
-    from appliance.gateway.table import CRON_SCOPES, build_method_table
-
-    assert {name: spec.scope for name, spec in cron.table.methods.items()} == CRON_SCOPES
-    table = build_method_table()
-    assert all(table.methods[name].scope == scope for name, scope in CRON_SCOPES.items())
-    assert set(CRON_SCOPES) <= set(table.advertised())
