@@ -131,6 +131,12 @@ class DefenderSettings:
     block_threshold: float = attrs.field(default=0.8, metadata=_r(0, 1))
     timeout_ms: int = attrs.field(default=250, metadata=_r(1, 60_000))
     fail_mode: str = attrs.field(default="review", metadata=_c("allow", "review", "block"))
+    #: what a failed host-integrity check does: run with exec blocked, or refuse to start
+    integrity_policy: str = attrs.field(default="degraded", metadata=_c("degraded", "refuse"))
+    integrity_interval_s: int = attrs.field(default=21_600, metadata=_r(60, 604_800))
+    integrity_verify_key: str = attrs.field(
+        default="", metadata={"help": "Ed25519 public key; empty = unsigned"}
+    )
 
 
 def _ids(value: Any) -> tuple[str, ...]:

@@ -161,6 +161,8 @@ class GatewayState:
     #: the work services (run queue, agent runtime, scheduler) that ``serve`` starts when needed; tests
     #: that build a bare state leave it None and the chat methods fall back to a local runtime
     services: Any = None
+    #: the last host-integrity report (``status.integrity``); None when no baseline exists
+    integrity: dict[str, Any] | None = None
     #: set by the services while they run
     run_queue: Any = None
     scheduler: Any = None

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from appliance.config import Settings, load_settings
+from appliance.errors import ApplianceError
 from appliance.log import configure, get_logger
 from appliance.runtime import (
     DataPaths,
@@ -88,6 +89,9 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
     notifier = notifier_from_env()  # systemd Type=notify + WatchdogSec; a no-op elsewhere
 
     state = GatewayState(settings=settings, db=db)
+    baseline = paths.root / "defender" / "baseline.json"
+    if baseline.exists():  # checked before serving: policy "refuse" stops here with exit 78
+        state.integrity = await _check_integrity(settings, baseline)
     server = GatewayServer(state, build_method_table())
     if settings.gateway.http_chat_completions:
         server.add_http_route("/v1/chat/completions", _chat_completions_route(state))
@@ -116,6 +120,8 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
                 profile=profile,
                 url=f"ws://127.0.0.1:{port}/",
             )
+            if baseline.exists():
+                nursery.start_soon(_recheck_integrity, state, baseline)
             notifier.ready(f"listening on port {port}")
             if notifier.watchdog_interval_s:
                 nursery.start_soon(_feed_watchdog, notifier)
@@ -148,3 +154,34 @@ async def _feed_watchdog(notifier: Any) -> None:
     while True:
         notifier.watchdog()
         await trio.sleep(notifier.watchdog_interval_s)
+
+
+async def _check_integrity(settings: Settings, baseline: Any) -> dict[str, Any]:
+    """Hash the baselined runtime files off the event loop; apply ``defender.integrity_policy``.
+
+    Raises IntegrityMismatch (a ConfigError, exit 78) when the policy is ``refuse`` and files differ."""
+    import trio
+
+    from appliance.defender.integrity import check_baseline, enforce
+
+    key = settings.defender.integrity_verify_key or None
+    report = await trio.to_thread.run_sync(lambda: check_baseline(baseline, verify_key=key))
+    degraded = enforce(report, settings.defender.integrity_policy)
+    doc = {**report.to_dict(), "degraded": degraded}
+    if degraded:
+        log.warning("integrity_mismatch", **doc)
+    else:
+        log.info("integrity_ok", manifest_sha256=report.manifest_sha256)
+    return doc
+
+
+async def _recheck_integrity(state: Any, baseline: Any) -> None:
+    import trio
+
+    while True:
+        await trio.sleep(state.settings.defender.integrity_interval_s)
+        try:
+            state.integrity = await _check_integrity(state.settings, baseline)
+        except ApplianceError as exc:  # policy refuse: keep serving (already running), report loudly
+            state.integrity = {"ok": False, "degraded": True, "error": exc.one_line()}
+            log.error("integrity_mismatch", error=exc.one_line())  # noqa: TRY400 -- an outcome, not a bug

@@ -300,7 +300,18 @@ async def status(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
             "activeWork": {"rootRequests": state.active_requests},
             "writeCustody": [],
         },
+        # appliance extensions (OpenClaw clients ignore unknown keys)
+        "queue": _queue_state(state),
+        "integrity": state.integrity,
     }
+
+
+def _queue_state(state: GatewayState) -> dict[str, Any]:
+    """The run queue's lanes and gate while the work services run; ``active: false`` before first use."""
+    queue = getattr(state, "run_queue", None)
+    if queue is None:
+        return {"active": False}
+    return {"active": True, **queue.snapshot().to_wire()}
 
 
 @table.method("system-presence", scope=Scope.READ)
