@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from appliance.gateway.client import open_gateway_client
+from appliance.gateway.client import GatewayCallError, open_gateway_client
 
 TOKEN = "bench-token-0123456789"
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +64,10 @@ async def first_health(url: str, token: str, deadline_s: float) -> None:
                     return
             except OSError:
                 await trio.sleep(0.005)
+            except GatewayCallError as exc:  # a peer may answer "starting, retry" (UNAVAILABLE) at first
+                if exc.wire_code != "UNAVAILABLE":
+                    raise
+                await trio.sleep(0.05)
             except Exception as exc:  # the socket may accept before the WS layer is ready
                 if "refused" in str(exc).lower() or "handshake" in str(exc).lower():
                     await trio.sleep(0.005)

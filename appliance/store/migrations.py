@@ -20,6 +20,7 @@ __all__ = [
     "AGENT_TURNS_SCHEMA_SQL",
     "CHANNELS_SCHEMA_SQL",
     "MIGRATIONS",
+    "OUTBOX_SCHEMA_SQL",
     "QUEUE_SCHEMA_SQL",
     "SCHEDULER_SCHEMA_SQL",
     "Migration",
@@ -202,12 +203,24 @@ CREATE TABLE IF NOT EXISTS channel_offsets (
 ) STRICT;
 """
 
+# v4: replies owed to channel chats (survive a crash between the turn and the send)
+OUTBOX_SCHEMA_SQL = (
+    "CREATE TABLE IF NOT EXISTS channel_outbox ("
+    " run_id TEXT PRIMARY KEY,"
+    " chat_id TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"  # 'turn' or 'refusal'
+    " state TEXT NOT NULL,"  # 'pending' or 'sent'
+    " created_ms INTEGER NOT NULL,"
+    " sent_ms INTEGER)"
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "sessions, transcripts, usage", _V1_SESSIONS),
     Migration(
         2, "queue, scheduler, agent turns", QUEUE_SCHEMA_SQL + SCHEDULER_SCHEMA_SQL + AGENT_TURNS_SCHEMA_SQL
     ),
     Migration(3, "channel offsets", CHANNELS_SCHEMA_SQL),
+    Migration(4, "channel outbox", OUTBOX_SCHEMA_SQL),
 )
 
 

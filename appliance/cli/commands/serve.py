@@ -122,6 +122,12 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
             )
             if baseline.exists():
                 nursery.start_soon(_recheck_integrity, state, baseline)
+            channels = settings.channels
+            if channels.telegram.enabled or channels.whatsapp.enabled or channels.webhook.enabled:
+                from appliance.runtime.channels import open_channels
+
+                started = open_channels(state, nursery)  # each enabled adapter under the watchdog
+                log.info("channels_ready", channels=sorted(started.adapters))
             notifier.ready(f"listening on port {port}")
             if notifier.watchdog_interval_s:
                 nursery.start_soon(_feed_watchdog, notifier)
