@@ -266,6 +266,7 @@ async def open_podman_backend(
             proc = await trio.lowlevel.open_process(
                 ["podman", "system", "service", "--time=0", f"unix://{socket}"],
                 env=env,
+                cwd=runtime_dir,  # conmon drops an "oom" marker file in its working directory
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -36,6 +36,7 @@ def podman_socket(runtime_dir: str) -> Iterator[str]:
     proc = subprocess.Popen(
         [PODMAN, "system", "service", "--time=0", f"unix://{socket}"],
         env=podman_env(runtime_dir),
+        cwd=runtime_dir,  # conmon drops an "oom" marker file in its working directory
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
