@@ -36,6 +36,12 @@ def _artifact(sub: Subparsers) -> None:
     add_artifact_commands(sub)
 
 
+def _monitor(sub: Subparsers) -> None:
+    from appliance.monitor.cli import add_monitor_commands
+
+    add_monitor_commands(sub)
+
+
 def _ota(sub: Subparsers) -> None:
     from appliance.ota import add_ota_commands
 
@@ -55,6 +61,14 @@ COMPONENT_COMMANDS: dict[str, tuple[dict[str, str], Adder]] = {
     "defender": (
         {"defender": "score prompts and commands, integrity baseline, quarantine ledger"},
         _defender,
+    ),
+    "monitor": (
+        {
+            "monitor": "live terminal view of the appliance and its host",
+            "stats": "one snapshot of the appliance's figures (--json for scripts)",
+            "support-bundle": "write one archive for support: redacted config, logs, status, doctor",
+        },
+        _monitor,
     ),
     "ota": (
         {

@@ -93,6 +93,9 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
     if baseline.exists():  # checked before serving: policy "refuse" stops here with exit 78
         state.integrity = await _check_integrity(settings, baseline)
     server = GatewayServer(state, build_method_table())
+    from appliance.gateway.methods.metrics_http import metrics_route
+
+    server.add_http_route("/metrics", metrics_route(state))  # Prometheus text; Bearer token or loopback
     if settings.gateway.http_chat_completions:
         server.add_http_route("/v1/chat/completions", _chat_completions_route(state))
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
