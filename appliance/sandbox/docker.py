@@ -110,7 +110,7 @@ class DockerBackend:
             "HostConfig": {
                 "Mounts": binds,
                 "Tmpfs": tmpfs,
-                "NetworkMode": "none",  # "allow" waits for the egress proxy: fail closed
+                "NetworkMode": "none",  # allow too: egress only via the proxy socket the runner relays
                 "ReadonlyRootfs": spec.read_only_root,
                 "CapDrop": ["ALL"] if spec.cap_drop_all else [],
                 "SecurityOpt": ["no-new-privileges"] if spec.no_new_privileges else [],

@@ -161,7 +161,7 @@ class PodmanBackend:
                     "mode": "1777",
                 },
             ],
-            "network_mode": "none",  # NetMode.ALLOW waits for the egress proxy: fail closed
+            "network_mode": "none",  # allow too: egress only via the proxy socket the runner relays
             "read_only": spec.read_only_root,
             "cap_drop": ["ALL"] if spec.cap_drop_all else [],
             "no_new_privileges": spec.no_new_privileges,

@@ -1,7 +1,7 @@
 """Fixtures for the sandbox tests: one Podman service and one runner image per test session.
 
 Engine tests are marked ``podman``; they skip, with the reason, only when podman is not installed
-(CI installs it: ``apt-get install -y podman runc busybox-static``).
+(CI installs it: ``apt-get install -y podman runc busybox-static socat``).
 """
 
 from __future__ import annotations
