@@ -24,6 +24,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from appliance.defender.anchors import AnchorIndex
 from appliance.defender.normalise import Normalised, normalise_text
 from appliance.defender.verdicts import PromptScore, Reason, Source
 
@@ -45,24 +46,29 @@ class PromptRule:
     span: int = 160
 
     def search(self, text: str) -> re.Match[str] | None:
-        """Search only around anchor occurrences when they are few: long texts then cost little.
+        """Search only around anchor occurrences when they are few: long texts then cost little."""
+        if not self.anchors or len(text) <= 4 * self.span:
+            return self.pattern.search(text)
+        positions: list[int] = []
+        for anchor in self.anchors:
+            start = text.find(anchor)
+            while start >= 0:
+                positions.append(start)
+                start = text.find(anchor, start + 1)
+        positions.sort()
+        return self.search_at(text, positions)
+
+    def search_at(self, text: str, positions: list[int]) -> re.Match[str] | None:
+        """Search ``text`` given the sorted start positions of this rule's anchors in it.
 
         Every match of a rule contains one of its anchors and is at most ``span`` characters long, so windows
         of ``span`` either side of each anchor occurrence find whatever a full search finds."""
         if not self.anchors or len(text) <= 4 * self.span:
             return self.pattern.search(text)
-        positions: list[int] = []
-        limit = len(text) // (2 * self.span)  # beyond this, windows would cover the whole text anyway
-        for anchor in self.anchors:
-            start = text.find(anchor)
-            while start >= 0:
-                positions.append(start)
-                if len(positions) > limit:
-                    return self.pattern.search(text)
-                start = text.find(anchor, start + 1)
         if not positions:
             return None
-        positions.sort()
+        if len(positions) > len(text) // (2 * self.span):
+            return self.pattern.search(text)  # the windows would cover the whole text anyway
         span = self.span
         lo = max(0, positions[0] - span)
         hi = positions[0] + span
@@ -876,11 +882,7 @@ _UNTRUSTED_BOOST = 1.15
 _EXCERPT = 60
 
 
-def _has_anchor(text: str, anchors: tuple[str, ...]) -> bool:
-    for anchor in anchors:  # noqa: SIM110 - a plain loop is measurably faster than any() over a generator
-        if anchor in text:
-            return True
-    return False
+_ANCHORS = AnchorIndex([rule.anchors for rule in RULES])
 
 
 def score_normalised(norm: Normalised, source: Source = Source.USER) -> PromptScore:
@@ -888,12 +890,13 @@ def score_normalised(norm: Normalised, source: Source = Source.USER) -> PromptSc
     untrusted = source is Source.UNTRUSTED
     text = norm.all_text
     reasons: list[Reason] = []
-    for rule in RULES:
+    positions = _ANCHORS.positions(text)
+    for rule, found in zip(RULES, positions, strict=True):
         if rule.untrusted_only and not untrusted:
             continue
-        if rule.anchors and not _has_anchor(text, rule.anchors):
+        if rule.anchors and not found:
             continue
-        match = rule.search(text)
+        match = rule.search_at(text, found)
         if match is None:
             continue
         weight = min(rule.weight * _UNTRUSTED_BOOST, 0.95) if untrusted else rule.weight

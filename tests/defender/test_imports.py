@@ -21,6 +21,7 @@ def test_importing_the_package_stays_cheap() -> None:
 
 def test_sans_io_modules_import_no_io_libraries() -> None:
     modules = [
+        "anchors",
         "normalise",
         "scoring",
         "shell_parse",

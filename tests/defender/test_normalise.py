@@ -2,11 +2,19 @@
 from __future__ import annotations
 
 import base64
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.defender.normalise import normalise_text
+from appliance.defender.normalise import (
+    _LEET_PAIR,
+    _MIXED_WORD,
+    _collapse_whitespace,
+    _fold_mixed_words,
+    fold_homoglyphs,
+    normalise_text,
+)
 
 
 def test_plain_ascii_is_lowercased_and_single_spaced() -> None:
@@ -61,3 +69,25 @@ def test_long_text_keeps_head_and_tail() -> None:
 def test_normalise_never_raises_and_is_bounded(text: str) -> None:
     norm = normalise_text(text, max_chars=200)
     assert len(norm.text) <= 2 * 200 + 10
+
+
+_WS = "ab \t\n\r\x0b\x0c\x1c\x85\u2028\u3000\xa0"
+
+
+@given(st.text(alphabet=_WS, max_size=40))
+def test_whitespace_collapse_equals_the_two_regex_passes(text: str) -> None:
+    expected = re.sub(r" ?\n[\s]*", "\n", re.sub(r"[^\S\n]{2,}|[^\S\n ]", " ", text)).strip()
+    assert _collapse_whitespace(text) == expected
+
+
+@given(st.text(alphabet="ab01$|@é \n-", max_size=30))
+def test_leet_pair_finds_the_same_texts_as_the_plain_pattern(text: str) -> None:
+    plain = re.compile(r"[a-z][013457@$|]|[013457@$|][a-z]")
+    assert (_LEET_PAIR.search(text) is None) == (plain.search(text) is None)
+
+
+@given(st.text(alphabet="ab_1 .\u0387\u037eаеоβ\u0301é", max_size=30))
+def test_mixed_word_folding_equals_the_pattern(text: str) -> None:
+    expected_mixed = _MIXED_WORD.search(text) is not None
+    expected = _MIXED_WORD.sub(lambda m: fold_homoglyphs(m.group(0)), text)
+    assert _fold_mixed_words(text) == (expected, expected_mixed)
