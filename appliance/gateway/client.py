@@ -121,26 +121,31 @@ async def open_gateway_client(
     resource = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
     # We own the TCP stream: trio-websocket leaves it open when the peer vanishes mid-connection.
     stream = await trio.open_tcp_stream(parsed.hostname, parsed.port or 80)
-    async with stream, trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, stream, parsed.hostname, resource)
-        challenge = json.loads(await ws.get_message())
-        if challenge.get("event") != "connect.challenge":
-            raise GatewayCallError({"code": "INVALID_REQUEST", "message": "no connect.challenge"})
-        client = GatewayClient(ws, nursery)
-        nursery.start_soon(client._reader)
-        params: dict[str, Any] = {
-            "minProtocol": 4,
-            "maxProtocol": 4,
-            "client": {"id": client_id, "version": __version__, "platform": "linux", "mode": mode},
-            "caps": [],
-            "role": "operator",
-            "scopes": scopes if scopes is not None else ["operator.admin"],
-        }
-        if token is not None:
-            params["auth"] = {"token": token}
-        client.hello = await client.call("connect", params)
-        try:
-            yield client
-        finally:
-            await ws.aclose()
-            nursery.cancel_scope.cancel()
+    try:
+        async with stream, trio.open_nursery() as nursery:
+            ws = await wrap_client_stream(nursery, stream, parsed.hostname, resource)
+            challenge = json.loads(await ws.get_message())
+            if challenge.get("event") != "connect.challenge":
+                raise GatewayCallError({"code": "INVALID_REQUEST", "message": "no connect.challenge"})
+            client = GatewayClient(ws, nursery)
+            nursery.start_soon(client._reader)
+            params: dict[str, Any] = {
+                "minProtocol": 4,
+                "maxProtocol": 4,
+                "client": {"id": client_id, "version": __version__, "platform": "linux", "mode": mode},
+                "caps": [],
+                "role": "operator",
+                "scopes": scopes if scopes is not None else ["operator.admin"],
+            }
+            if token is not None:
+                params["auth"] = {"token": token}
+            client.hello = await client.call("connect", params)
+            try:
+                yield client
+            finally:
+                await ws.aclose()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:  # the reader's nursery wraps errors; callers want the one error
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
