@@ -26,9 +26,21 @@ def default_paths(data_dir: str = _DATA_DIR) -> dict[str, Path]:
     return {"manifest": base / "baseline.json", "ledger": base / "quarantine.jsonl"}
 
 
+def _configured_data_dir() -> str:
+    """The data dir the gateway uses (profile, operator file, APPLIANCE_DATA_DIR), so the ledger and
+    baseline paths match serve's; a broken config falls back to the default and fails later, loudly."""
+    from appliance.config import load_settings
+    from appliance.errors import ConfigError
+
+    try:
+        return load_settings()[0].data_dir
+    except ConfigError:
+        return _DATA_DIR
+
+
 def add_defender_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``defender`` and its subcommands on an argparse ``subparsers`` object."""
-    paths = default_paths()
+    paths = default_paths(_configured_data_dir())
     defender = subparsers.add_parser("defender", help="prompt/command scoring, integrity, quarantine ledger")
     sub = defender.add_subparsers(dest="defender_command", required=True)
 
@@ -68,7 +80,7 @@ def add_defender_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("ledger", help="read the quarantine ledger")
-    p.add_argument("--path", default=str(paths["ledger"]))
+    p.add_argument("--path", default=str(paths["ledger"]), help="ledger file (default: %(default)s)")
     p.add_argument("--kind", choices=["prompt", "command"], default=None)
     p.add_argument("--verdict", choices=["allow", "review", "block"], default=None)
     p.add_argument("--session", default=None)
