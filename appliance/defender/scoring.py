@@ -35,7 +35,16 @@ _S = r"[^.!?\n]"  # a character inside the same sentence
 
 @attrs.frozen
 class PromptRule:
-    """One intent rule: ``pattern`` is searched in the folded text when one of ``anchors`` occurs."""
+    """One intent rule: ``pattern`` is searched in the folded text when one of ``anchors`` occurs.
+
+    Every match of ``pattern`` contains an occurrence of one of ``anchors`` and is at most ``span`` characters
+    long (``tests/defender/test_anchor_windows.py`` checks both over the corpora), so searching windows of
+    ``span`` around the anchor occurrences finds what a search of the whole text finds.
+
+    A rule with a ``link`` is a chain: ``pattern`` must be ``(?:<link>[^\\n]{0,gap}?){chain}``, that is
+    ``chain`` matches of ``link`` on one line, each at most ``gap`` characters after the previous one, and
+    every match of ``link`` starts at an anchor. Such a rule is found by matching ``link`` at the anchors
+    only, which is far cheaper than running the backtracking ``pattern`` over the whole text."""
 
     id: str
     category: str
@@ -44,10 +53,13 @@ class PromptRule:
     anchors: tuple[str, ...] = ()
     untrusted_only: bool = False
     span: int = 160
+    link: re.Pattern[str] | None = None
+    chain: int = 1
+    gap: int = 0
 
     def search(self, text: str) -> re.Match[str] | None:
         """Search only around anchor occurrences when they are few: long texts then cost little."""
-        if not self.anchors or len(text) <= 4 * self.span:
+        if self.link is None and (not self.anchors or len(text) <= 4 * self.span):
             return self.pattern.search(text)
         positions: list[int] = []
         for anchor in self.anchors:
@@ -63,12 +75,16 @@ class PromptRule:
 
         Every match of a rule contains one of its anchors and is at most ``span`` characters long, so windows
         of ``span`` either side of each anchor occurrence find whatever a full search finds."""
+        if self.link is not None:
+            return self._search_chain(text, positions)
         if not self.anchors or len(text) <= 4 * self.span:
             return self.pattern.search(text)
         if not positions:
             return None
         if len(positions) > len(text) // (2 * self.span):
-            return self.pattern.search(text)  # the windows would cover the whole text anyway
+            # The windows would cover most of the text: one search of it is cheaper and, since every match
+            # lies in a window, finds the same match.
+            return self.pattern.search(text)
         span = self.span
         lo = max(0, positions[0] - span)
         hi = positions[0] + span
@@ -82,6 +98,33 @@ class PromptRule:
             lo, hi = max(0, pos - span), pos + span
         return self.pattern.search(text, lo, hi)
 
+    def _search_chain(self, text: str, positions: list[int]) -> re.Match[str] | None:
+        """The leftmost match of ``(?:<link>[^\\n]{0,gap}?){chain}``, found from the links at the anchors.
+
+        Why this equals the regex: links never overlap, and if some later link can follow link ``i`` then
+        link ``i + 1`` can too (it is nearer, on the same line). So a chain starts at the first link of the
+        first run of ``chain`` consecutive links whose gaps all fit, and the lazy regex picks exactly those."""
+        link = self.link
+        if link is None:
+            return None
+        count = 0
+        first = 0
+        last_end = -1
+        for pos in positions:
+            if pos < last_end:
+                continue
+            found = link.match(text, pos)
+            if found is None:
+                continue
+            if count and pos - last_end <= self.gap and text.find("\n", last_end, pos) < 0:
+                count += 1
+            else:
+                count, first = 1, pos
+            last_end = found.end()
+            if count >= self.chain:
+                return self.pattern.match(text, first, last_end)
+        return None
+
 
 def _rule(
     rule_id: str,
@@ -92,8 +135,37 @@ def _rule(
     *,
     untrusted_only: bool = False,
     span: int = 160,
+    lead: str = "",
 ) -> PromptRule:
+    """``lead``: the characters every match starts with. ``re`` tries each alternative at every position of a
+    window; a leading ``(?=[lead])`` skips the other positions at once, which halves the cost of the rules
+    whose alternatives all start with a word boundary (``re`` cannot see their first letters by itself)."""
+    if lead:
+        pattern = f"(?=[{re.escape(lead)}])(?:{pattern})"
     return PromptRule(rule_id, category, weight, re.compile(pattern), tuple(anchors), untrusted_only, span)
+
+
+def _chain_rule(
+    rule_id: str, category: str, weight: float, link: str, anchors: Iterable[str], *, chain: int, gap: int
+) -> PromptRule:
+    """A rule that fires on ``chain`` matches of ``link`` on one line, at most ``gap`` characters apart."""
+    pattern = re.compile(rf"(?:{link}[^\n]{{0,{gap}}}?){{{chain}}}")
+    return PromptRule(
+        rule_id, category, weight, pattern, tuple(anchors), link=re.compile(link), chain=chain, gap=gap
+    )
+
+
+_GAP = r"[ \n]?"  # normalised text has single whitespace; this keeps the anchors below a necessary condition
+
+
+def _followed(words: Iterable[str], marks: str) -> tuple[str, ...]:
+    """Anchors for ``(?:words)[ \n]?[marks]``: each word, then nothing, a space or a line break, then a mark."""
+    return tuple(f"{word}{gap}{mark}" for word in words for gap in ("", " ", "\n") for mark in marks)
+
+
+def _pairs(firsts: Iterable[str], seconds: Iterable[str]) -> tuple[str, ...]:
+    """Anchors for ``(?:firsts) (?:seconds)``: every two-word phrase the regex needs."""
+    return tuple(f"{first} {second}" for first in firsts for second in seconds)
 
 
 _OVERRIDE_VERBS = (
@@ -154,7 +226,10 @@ RULES: tuple[PromptRule, ...] = (
         0.5,
         r"\b(?:new|updated|real|actual|true|revised|secret) (?:instructions?|rules|directives?|objective|task"
         r"|system prompt|orders)\s*(?::|are\b|follow\b)",
-        ("instruction", "rules", "directive", "objective", "task", "prompt", "orders"),
+        _pairs(
+            ("new", "updated", "real", "actual", "true", "revised", "secret"),
+            ("instruction", "rules", "directive", "objective", "task", "system prompt", "orders"),
+        ),
     ),
     _rule(
         "override.from_now_on",
@@ -179,7 +254,23 @@ RULES: tuple[PromptRule, ...] = (
         r"\b(?:modify|modifying|change|changing|rewrite|rewriting|reprogram\w*|update|updating|alter|altering"
         r"|reset|resetting|overwrite|overwriting)\b (?:your|the assistant's|the model's) (?:programming|code"
         r"|instructions|rules|guidelines|behaviou?r|directives|personality|core|settings|restrictions)\b",
-        ("your", "assistant's", "model's"),
+        _pairs(
+            ("your", "assistant's", "model's"),
+            (
+                "programming",
+                "code",
+                "instructions",
+                "rules",
+                "guidelines",
+                "behaviour",
+                "behavior",
+                "directives",
+                "personality",
+                "core",
+                "settings",
+                "restrictions",
+            ),
+        ),
     ),
     _rule(
         "override.multilingual",
@@ -270,7 +361,7 @@ RULES: tuple[PromptRule, ...] = (
         r"\b(?:developer mode|dev mode|god mode|jailbroken|do anything now|dan mode|unlocked mode"
         r"|evil (?:mode|bot|ai|assistant|confidant)|opposite mode|entwicklermodus|mode d[ée]veloppeur"
         r"|modo (?:de )?desarrollador)\b|开发者模式",
-        ("mode", "jailbr", "anything now", "evil", "开发者"),
+        ("mode", "modus", "modo", "jailbr", "anything now", "evil", "开发者"),
     ),
     _rule(
         "persona.mode_switch",
@@ -291,31 +382,28 @@ RULES: tuple[PromptRule, ...] = (
         "persona",
         0.3,
         r"\b(?:ai|chatbot|character|bot|model|assistant|persona|entity|entities|program|machine|being|alter ego)s?"
-        r" (?:called|named|known as)\b|\b(?:persona|personality|character|rules|ruleset|settings|role)\s*[:=]"
+        rf" (?:called|named|known as)\b|\b(?:persona|personality|character|rules|ruleset|settings|role){_GAP}[:=]"
         r"|\b(?:let'?s|we will|we are going to|i want to|we're going to) play a (?:\w+ ){0,2}(?:game|role)"
         r"|\balter ego\b|\bopposite (?:day|mode)\b",
         (
             "called",
             "named",
             "known as",
-            "persona",
-            "character",
-            "rules",
-            "settings",
-            "role",
+            *_followed(("persona", "personality", "character", "rules", "ruleset", "settings", "role"), ":="),
             "play a",
             "alter ego",
             "opposite",
         ),
     ),
-    _rule(
+    _chain_rule(
         "persona.directive_density",
         "persona",
         0.3,
-        r"(?:\b(?:you (?:will|must|should|shall|have to|need to|can'?t|cannot|won'?t|are to|always|never|do not"
-        r"|don'?t|are not|may not|only)|your (?:responses|answers|replies|output))\b[^\n]{0,400}?){3}",
-        ("you ",),
-        span=1400,
+        r"\b(?:you (?:will|must|should|shall|have to|need to|can'?t|cannot|won'?t|are to|always|never|do not"
+        r"|don'?t|are not|may not|only)|your (?:responses|answers|replies|output))\b",
+        ("you",),
+        chain=3,
+        gap=400,
     ),
     _rule(
         "persona.hypothetical",
@@ -330,8 +418,12 @@ RULES: tuple[PromptRule, ...] = (
         "persona",
         0.35,
         r"\b(?:dan|stan|dude|aim|ucar|apophis|betterdan|anti-dan)\b(?: (?:mode|prompt|persona|is|will|can"
-        r"|has|stands|which))|(?:^|\n)(?:dan|stan|dude|aim)\s*:",
-        ("dan", "stan", "dude", "aim", "ucar", "apophis"),
+        rf"|has|stands|which))|(?:^|\n)(?:dan|stan|dude|aim){_GAP}:",
+        (
+            *(f"{name} " for name in ("dan", "stan", "dude", "aim", "ucar", "apophis")),
+            *_followed(("dan", "stan", "dude", "aim"), ":"),
+        ),
+        lead="dsuab\n",
     ),
     _rule(
         "persona.no_restrictions",
@@ -352,6 +444,7 @@ RULES: tuple[PromptRule, ...] = (
             "límit",
             "filt",
             "censu",
+            "censo",
             "zensur",
             "guideline",
             "boundar",
@@ -379,6 +472,7 @@ RULES: tuple[PromptRule, ...] = (
             "道德",
         ),
         span=100,
+        lead="nwfurbios不没无",
     ),
     _rule(
         "persona.amoral",
@@ -423,8 +517,8 @@ RULES: tuple[PromptRule, ...] = (
         "persona",
         0.25,
         r"(?:^|[.!?] ?|\n)(?:(?:hi|hello|hey|greetings|dear|ok|okay|yo)\b,? ?)?(?:chat ?gpt|gpt|assistant|claude|bard"
-        r"|chat|ai|bing)\s*[,!:]",
-        ("gpt", "assistant", "claude", "bard", "chat", "ai", "bing"),
+        rf"|chat|ai|bing){_GAP}[,!:]",
+        _followed(("gpt", "assistant", "claude", "bard", "chat", "ai", "bing"), ",!:"),
     ),
     _rule(
         "persona.stay_in_character",
@@ -439,7 +533,7 @@ RULES: tuple[PromptRule, ...] = (
         "persona",
         0.25,
         r"\bas an? (?:ai|artificial intelligence)(?: language)? model\b|\bi'?m sorry,? but\b|\bi cannot fulfill\b",
-        ("as an", "sorry", "fulfill"),
+        ("as a", "sorry", "fulfill"),
     ),
     _rule(
         "persona.dual_response",
@@ -447,7 +541,21 @@ RULES: tuple[PromptRule, ...] = (
         0.3,
         r"\b(?:two|2|both|separate|different) (?:different |separate |distinct )?(?:responses|answers|paragraphs"
         r"|ways|personalities|personas|outputs)\b|\[(?:🔒|🔓|classic|jailbreak|normal|developer|gpt|chatgpt)\b",
-        ("two", "2", "both", "separate", "different", "["),
+        (
+            "two ",
+            "2 ",
+            "both ",
+            "separate ",
+            "different ",
+            "[🔒",
+            "[🔓",
+            "[classic",
+            "[jailbreak",
+            "[normal",
+            "[developer",
+            "[gpt",
+            "[chatgpt",
+        ),
     ),
     _rule(
         "persona.never_refuse",
@@ -477,6 +585,7 @@ RULES: tuple[PromptRule, ...] = (
             "anything",
             "despite",
         ),
+        lead="wcnmarsdg",
     ),
     _rule(
         "persona.no_warnings",
@@ -499,6 +608,7 @@ RULES: tuple[PromptRule, ...] = (
             "harmful",
             "appropriate",
         ),
+        lead="dnw",
     ),
     _rule(
         "persona.freed",
@@ -587,7 +697,7 @@ RULES: tuple[PromptRule, ...] = (
         r"<\|(?:im_start|im_end|system|assistant|user|endoftext|eot_id|start_header_id)\|>|\[/?inst\]|<</?sys>>"
         r"|</?(?:system|system_prompt|sys)>|(?:^|\n)\s*(?:#{2,} ?)?(?:system|assistant)\s*:|(?:^|\n)#{2,} ?"
         r"(?:system|instruction|instructions|new instructions)\b",
-        ("<|", "[inst", "[/inst", "<<sys", "system", "assistant", "sys>", "###"),
+        ("<|", "[inst", "[/inst", "<<sys", "system", "assistant", "sys>", "##"),
         span=80,
     ),
     _rule(
@@ -643,6 +753,7 @@ RULES: tuple[PromptRule, ...] = (
             "initialization string",
             "instructions you",
             "systemprompt",
+            "system_prompt",
             "you were given initially",
         ),
     ),
@@ -735,7 +846,7 @@ RULES: tuple[PromptRule, ...] = (
         "exfiltration",
         0.5,
         r"!\[[^\]\n]{0,80}\]\(https?://[^)\s]{0,200}[?&][a-z_]{1,20}=",
-        ("]("),
+        ("](",),
         span=320,
     ),
     # --- tool abuse ----------------------------------------------------------------------------------
@@ -835,7 +946,10 @@ RULES: tuple[PromptRule, ...] = (
         r" model) (?:read|see|summari[sz]e|process|answer|reply|respond)\b",
         (
             " ai",
-            "\nai",
+            "ai ",
+            "ai,",
+            "ais ",
+            "ais,",
             "assistant",
             "bot",
             "language model",

@@ -25,6 +25,7 @@ from appliance.monitor.sample import (
     read_host_sample,
     read_process_sample,
 )
+from appliance.runtime import probe_ready
 
 __all__ = ["build_stats", "collect_stats", "file_sizes", "read_token", "recent_verdicts"]
 
@@ -163,21 +164,6 @@ def read_token(settings: Any, token_file: Path) -> str | None:
         return None
 
 
-def _probe_ready(port: int) -> dict[str, Any] | None:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/ready")
-        resp = conn.getresponse()
-        body = json.loads(resp.read() or b"null")
-        return body if isinstance(body, dict) else None
-    except (OSError, ValueError):
-        return None
-    finally:
-        conn.close()
-
-
 def fetch_status(port: int, token: str | None) -> dict[str, Any] | None:
     """``status`` over the gateway (loopback, read scope); None when it cannot be had in time."""
     import trio
@@ -224,7 +210,7 @@ def collect_stats(
     t1 = time.monotonic()
     ready = status = None
     if isinstance(port, int):
-        ready = _probe_ready(port)
+        ready = probe_ready(port)
         if with_status and ready is not None:
             status = fetch_status(port, token)
     verdicts = _ledger_verdicts(data_dir / "defender" / "quarantine.jsonl")

@@ -23,6 +23,7 @@ __all__ = [
     "TokenSource",
     "ensure_data_dir",
     "ensure_gateway_token",
+    "probe_ready",
     "read_run_state",
     "remove_run_state",
     "write_run_state",
@@ -130,3 +131,19 @@ def read_run_state(paths: DataPaths) -> dict[str, Any] | None:
 def remove_run_state(paths: DataPaths) -> None:
     with contextlib.suppress(FileNotFoundError):
         paths.run_state.unlink()
+
+
+def probe_ready(port: int) -> dict[str, Any] | None:
+    """``GET /ready`` of the gateway on this machine; None when it does not answer (2 s timeout)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/ready")
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"null")
+        return body if isinstance(body, dict) else None
+    except (OSError, ValueError):
+        return None
+    finally:
+        conn.close()

@@ -9,24 +9,9 @@ from typing import Any
 from appliance import __version__
 from appliance.cli.commands.serve import cli_overrides
 from appliance.config import load_settings
-from appliance.runtime import DataPaths, read_run_state
+from appliance.runtime import DataPaths, probe_ready, read_run_state
 
 __all__ = ["run_status"]
-
-
-def _probe_ready(port: int) -> dict[str, Any] | None:
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/ready")
-        resp = conn.getresponse()
-        body = json.loads(resp.read() or b"null")
-        return body if isinstance(body, dict) else None
-    except (OSError, ValueError):
-        return None
-    finally:
-        conn.close()
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -35,7 +20,7 @@ def run_status(args: argparse.Namespace) -> int:
     )
     paths = DataPaths.of(settings)
     run = read_run_state(paths)
-    ready = _probe_ready(int(run["port"])) if run and isinstance(run.get("port"), int) else None
+    ready = probe_ready(int(run["port"])) if run and isinstance(run.get("port"), int) else None
     sessions = None
     if paths.database.exists():
         from appliance.store import open_database
