@@ -142,7 +142,7 @@ class DockerBackend:
         return int(response.json().get("StatusCode", -1))
 
     async def _wait_pidfd(self, cid: str) -> int | None:
-        info = (await self._call("inspect", "GET", f"/containers/{cid}/json")).json()["State"]
+        info = await self._inspect_state(cid)
         if not info.get("Running"):
             return int(info.get("ExitCode", -1)) if info.get("Status") == "exited" else None
         try:
@@ -154,11 +154,27 @@ class DockerBackend:
         finally:
             os.close(fd)
         for _ in range(400):
-            info = (await self._call("inspect", "GET", f"/containers/{cid}/json")).json()["State"]
+            info = await self._inspect_state(cid)
             if not info.get("Running") and info.get("Status") in ("exited", "stopped"):
                 return int(info.get("ExitCode", -1))
             await trio.sleep(0.005)
         return None
+
+    async def _inspect_state(self, cid: str) -> dict[str, Any]:
+        """``State`` of a container. Podman's compatible inspect answers 500 "no such process" when it
+        reads ``/proc/<pid>/cgroup`` in the instant the process exits; that race is retried briefly."""
+        for _ in range(50):
+            try:
+                state: dict[str, Any] = (
+                    await self._call("inspect", "GET", f"/containers/{cid}/json")
+                ).json()["State"]
+            except SandboxUnavailable as exc:
+                if "no such process" not in str(exc):
+                    raise
+                await trio.sleep(0.01)
+            else:
+                return state
+        raise SandboxUnavailable(f"docker API inspect of {cid[:12]} kept racing the container's exit")
 
     async def kill(self, cid: str) -> None:
         await self._call(
@@ -166,7 +182,7 @@ class DockerBackend:
         )
 
     async def state(self, cid: str) -> EngineState:
-        st = (await self._call("inspect", "GET", f"/containers/{cid}/json")).json()["State"]
+        st = await self._inspect_state(cid)
         return EngineState(
             int(st.get("ExitCode", -1)), bool(st.get("OOMKilled", False)), int(st.get("Pid") or 0)
         )
