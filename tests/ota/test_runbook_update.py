@@ -3,14 +3,13 @@ root with a running gateway on loopback and a local HTTP update repository."""
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from appliance.testing.runbook import sh_blocks
 from appliance.testing.update_repo import UpdateRepo
 from tests.ota.rig import V1, V2, VENV_APPLIANCE, Rig
 
@@ -20,18 +19,9 @@ RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "update-and-rollbac
 OTA_COMMANDS = ("update", "rollback", "commit", "boot-check")
 
 
-def sh_blocks(text: str) -> list[str]:
-    return re.findall(r"^```sh\n(.*?)^```", text, flags=re.S | re.M)
-
-
-def _ota_wired() -> bool:
-    done = subprocess.run([str(VENV_APPLIANCE), "slots", "--help"], capture_output=True, check=False)
-    return done.returncode == 0
-
-
 def _wrapper(rig: Rig, bin_dir: Path) -> None:
     """``appliance`` on PATH, bound to this rig's root, data dir, key and service commands."""
-    ota = shlex.join([str(VENV_APPLIANCE)] if _ota_wired() else [sys.executable, "-m", "appliance.ota"])
+    ota = shlex.join([str(VENV_APPLIANCE)])
     flags = shlex.join(rig.flags())
     script = f"""#!/bin/sh
 cmd="$1"; shift

@@ -45,10 +45,15 @@ def _fail(method: str, path: str, why: str) -> ValidationFailed:
     )
 
 
-async def _scheduler(ctx: MethodContext) -> Scheduler:
+async def _ensure_services(ctx: MethodContext) -> None:
+    """Start the scheduler on first use (see appliance.runtime.services); bare test states lack the hook."""
     ensure = getattr(ctx.state, "ensure_services", None)
-    if ensure is not None:  # start the scheduler on first use (see appliance.runtime.services)
+    if ensure is not None:
         await ensure()
+
+
+async def _scheduler(ctx: MethodContext) -> Scheduler:
+    await _ensure_services(ctx)
     scheduler = getattr(ctx.state, "scheduler", None)
     if not isinstance(scheduler, Scheduler):
         raise Unavailable("cron scheduler is not running")
@@ -301,9 +306,7 @@ def run_to_wire(run: TaskRun, task: Task | None) -> dict[str, Any]:
 @table.method("cron.status", scope=Scope.READ)
 async def cron_status(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
     _object("cron.status", params, ())
-    ensure = getattr(ctx.state, "ensure_services", None)
-    if ensure is not None:
-        await ensure()
+    await _ensure_services(ctx)
     scheduler = getattr(ctx.state, "scheduler", None)
     path = str(getattr(ctx.state.db, "path", "") or "")
     running = isinstance(scheduler, Scheduler)
