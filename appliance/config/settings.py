@@ -19,6 +19,7 @@ __all__ = [
     "DefenderSettings",
     "GatewaySettings",
     "OtaSettings",
+    "PluginsSettings",
     "QueueSettings",
     "SandboxSettings",
     "SchedulerSettings",
@@ -104,6 +105,21 @@ class SandboxSettings:
     pids: int = attrs.field(default=128, metadata=_r(8, 65_536))
     timeout_s: int = attrs.field(default=120, metadata=_r(1, 3_600))
     output_cap_bytes: int = attrs.field(default=65_536, metadata=_r(1_024, 67_108_864))
+    #: runner image tag; empty = the image built from this release (tag carries its content hash)
+    image: str = ""
+    #: network for runs that do not ask: none, or allow (only the egress allowlist, via the host proxy)
+    network: str = attrs.field(default="none", metadata=_c("none", "allow"))
+    #: allowlist files (one entry per line); empty = nothing extra mounted / no egress destination
+    mount_allowlist: str = attrs.field(default="", metadata={"help": "file; empty = no extra mounts"})
+    egress_allowlist: str = attrs.field(default="", metadata={"help": "file; empty = no egress"})
+    workspaces_dir: str = attrs.field(default="", metadata={"help": "empty = <data_dir>/workspaces"})
+    #: what the runner image carries besides the runner: none, or shell (a static busybox tool set)
+    tools: str = attrs.field(default="shell", metadata=_c("none", "shell"))
+    tmpfs_mb: int = attrs.field(default=64, metadata=_r(1, 4_096))
+    nofile: int = attrs.field(default=1024, metadata=_r(64, 65_536))
+    nproc: int = attrs.field(default=4096, metadata=_r(16, 65_536))
+    #: keep one paused runner per group ready (faster first byte, costs one idle container)
+    warm_pool: bool = False
 
     def effective_concurrency(self) -> int:
         return self.concurrency or auto_concurrency()
@@ -219,6 +235,17 @@ class ChannelsSettings:
 
 
 @attrs.frozen
+class PluginsSettings:
+    """Plugin sidecars: each enabled name is a directory under ``dir`` holding a ``plugin.toml``."""
+
+    dir: str = attrs.field(default="", metadata={"help": "empty = <data_dir>/plugins"})
+    enabled: tuple[str, ...] = attrs.field(default=(), converter=_ids)
+    call_timeout_s: float = attrs.field(default=10.0, metadata=_r(0.1, 600))
+    restart_base_s: float = attrs.field(default=1.0, metadata=_r(0.01, 600))
+    restart_cap_s: float = attrs.field(default=300.0, metadata=_r(0.1, 86_400))
+
+
+@attrs.frozen
 class OtaSettings:
     """Over-the-air updates; empty strings mean "the built-in default" (see ``appliance update --help``)."""
 
@@ -247,3 +274,4 @@ class Settings:
     defender: DefenderSettings = attrs.Factory(DefenderSettings)
     ota: OtaSettings = attrs.Factory(OtaSettings)
     channels: ChannelsSettings = attrs.Factory(ChannelsSettings)
+    plugins: PluginsSettings = attrs.Factory(PluginsSettings)
