@@ -44,6 +44,13 @@ unit: venv-dev
 bench: venv-dev
 	$(BIN)/python bench/bench_gateway.py
 
+## CI extras after `make test` (issue 9): the quick benchmark matrix (frozen build included) and a 10-minute soak
+.PHONY: bench-quick soak-ci
+bench-quick: venv-dev dist
+	$(BIN)/python bench/run_all.py --quick --strict --out build/ci/bench-quick.json
+soak-ci: venv-dev
+	$(BIN)/python soak/run.py --duration 10m --out build/ci/soak-10min
+
 ## regenerate the hash-pinned lock files (needs network to the package index)
 lock:
 	$(BIN)/pip install --quiet uv

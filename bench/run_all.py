@@ -55,6 +55,14 @@ MATRIX: dict[str, tuple[str, list[str], list[str], float, float]] = {
     "sandbox": ("bench_sandbox.py", ["-n", "10"], [], 120, 900),
     "agent": ("bench_agent.py", ["--turns", "100", "--concurrency", "4"], [], 60, 600),
     "frozen": ("bench_frozen.py", ["--runs", "3", "--serve-runs", "2"], [], 120, 600),
+    # the same gateway bench against the frozen binary: its idle RSS is the figure with the 32 MB target
+    "frozen-gateway": (
+        "bench_gateway.py",
+        ["--exe", "dist/appliance/appliance", "--runs", "3", "--idle", "10", "--calls", "300"],
+        ["--exe", "dist/appliance/appliance"],
+        150,
+        900,
+    ),
 }
 NUMBER = re.compile(r"(-?\d+(?:\.\d+)?)\s*(ms|s|MB|MiB|KB|kB|%|x|/s)?")
 NANOBOT_VERSION = "0.3.5"
@@ -117,7 +125,7 @@ def parse_figures(text: str) -> dict[str, list[dict[str, Any]]]:
 def headline(name: str, text: str) -> dict[str, float]:
     """The few figures the matrix and the ratios need, by bench (matched on the benches' own wording)."""
     found: dict[str, float] = {}
-    patterns = {
+    patterns: dict[str, dict[str, str]] = {
         "gateway": {
             "coldStartMs": r"appliance cold start to first health: median (\d+) ms",
             "idleRssMB": r"appliance idle RSS after \S+ s: ([\d.]+) MB",
@@ -128,8 +136,11 @@ def headline(name: str, text: str) -> dict[str, float]:
         },
         "agent": {},
         "queue": {},
-    }.get(name, {})
-    for key, pattern in patterns.items():
+    }
+    patterns["frozen-gateway"] = {
+        k: v for k, v in patterns["gateway"].items() if not k.startswith("openclaw")
+    }
+    for key, pattern in patterns.get(name, {}).items():
         match = re.search(pattern, text)
         if match:
             found[key] = float(match.group(1))
@@ -390,6 +401,35 @@ def measure_nanobot(exe: Path, runs: int, idle_s: float) -> dict[str, Any]:
 # ---- chart -------------------------------------------------------------------------------------------
 
 
+def bar_chart_png(path: Path, title: str, groups: list[tuple[str, list[tuple[str, float]]]]) -> str:
+    """The same chart as PNG (matplotlib, a dev dependency); returns what was written or why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no PNG (matplotlib not installed: make venv-dev)"
+    if not groups:
+        return "no PNG (no figures to plot)"
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 1.2 + 0.45 * sum(len(b) for _, b in groups)))
+    axes_list = list(axes) if len(groups) > 1 else [axes]
+    for ax, (label, bars) in zip(axes_list, groups, strict=True):
+        names = [name for name, _ in bars]
+        values = [value for _, value in bars]
+        ax.barh(names, values, color=["#2b6cb0"] + ["#a0aec0"] * (len(bars) - 1))
+        ax.invert_yaxis()
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.tick_params(labelsize=8)
+        for i, value in enumerate(values):
+            ax.text(value, i, f" {value:g}", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
 def bar_chart(title: str, groups: list[tuple[str, list[tuple[str, float]]]]) -> str:
     """A dependency-free SVG: one row of bars per figure, the appliance and its peers side by side."""
     from html import escape
@@ -430,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="also copy the JSON to <data-dir>/bench/latest.json")
     parser.add_argument(
         "--peer-cache", default="/tmp/appliance-bench-peers", help="where the nanobot venv lives"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when one of our own benches fails (CI); peers never do"
     )
     parser.add_argument("--nanobot-wheels", help="install nanobot-ai offline from this wheel directory")
     args = parser.parse_args(argv)
@@ -516,8 +559,10 @@ def main(argv: list[str] | None = None) -> int:
         if rss_mb and figures.get("idleRssMB"):
             report["ratios"][f"{peer}/appliance idleRss"] = round(figures["idleRssMB"] / rss_mb, 2)
     report["seconds"] = round(time.monotonic() - began, 1)
+    frozen_rss = report["benches"].get("frozen-gateway", {}).get("headline", {}).get("idleRssMB")
     report["targets"] = {
         "idleRssMB (this build; target <=32 frozen)": rss_mb,
+        "frozenIdleRssMB<=32": frozen_rss,
         "rssWith20SessionsMB<=60": own.get("rssWithSessionsMB"),
         "idleCpuSecondsPerMinute<=0.2": own.get("idleCpuSecondsPerMinute"),
     }
@@ -545,7 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         groups.append(
             ("appliance turn latency (ms)", [(k, float(v)) for k, v in own["turnLatencyMs"].items()])
         )
-    out.with_suffix(".svg").write_text(bar_chart(f"appliance bench ({report['mode']})", groups))
+    title = (
+        f"appliance bench ({report['mode']}, {report['machine']['arch']}, {report['machine']['cores']} cores)"
+    )
+    out.with_suffix(".svg").write_text(bar_chart(title, groups))
+    png_note = bar_chart_png(out.with_suffix(".png"), title, groups)
     if args.data_dir:
         latest = Path(args.data_dir).expanduser() / "bench" / "latest.json"
         latest.parent.mkdir(parents=True, exist_ok=True)
@@ -561,7 +610,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ratio {key}: {value}x")
     for key, value in report["targets"].items():
         print(f"  target {key}: {value}")
-    print(f"wrote {out} and {out.with_suffix('.svg').name}")
+    print(f"wrote {out}, {out.with_suffix('.svg').name} and {png_note}")
+    failed = [
+        name for name, result in report["benches"].items() if result.get("status") not in ("ok", "partial")
+    ]
+    if failed and args.strict:
+        print(f"bench: own benches failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -102,6 +102,9 @@ def _first_appliance_error(group: BaseExceptionGroup[BaseException]) -> Applianc
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
+        from appliance.cli.lean import lean_serve_imports
+
+        lean_serve_imports()  # before the serve module imports anything: idle RSS is a target
         from appliance.cli.commands.serve import run_serve
 
         return run_serve(args)

@@ -46,12 +46,6 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from appliance.runtime.deferred import defer_module
-
-    # Before trio, which imports both at module level: the gateway speaks plain ws on loopback (TLS clients
-    # load ssl on first use) and idna is only for non-ASCII host names. Together ~2 MB of idle RSS.
-    defer_module("ssl")
-    defer_module("idna")
     settings, sources = load_settings(
         profile=args.profile, config_file=args.config, overrides=cli_overrides(args)
     )
