@@ -198,7 +198,13 @@ def measure_appliance(idle_s: float, turns: int, sessions: int) -> dict[str, Any
     from appliance.testing.process import start_serve
 
     tmp = Path(tempfile.mkdtemp(prefix="appliance-bench-"))
-    serve = start_serve(tmp / "data", env={"APPLIANCE_LOG_LEVEL": "warning"})
+    env = {
+        "APPLIANCE_LOG_LEVEL": "warning",
+        # the per-connection rate limit (50/s) would measure the limiter's back-off, not the turn
+        "APPLIANCE_GATEWAY_RATE_LIMIT_PER_S": "100000",
+        "APPLIANCE_GATEWAY_RATE_LIMIT_BURST": "100000",
+    }
+    serve = start_serve(tmp / "data", env=env)
     tick = clock_ticks()
     try:
         time.sleep(2.0)  # let start-up settle before the idle window
@@ -238,6 +244,7 @@ def measure_appliance(idle_s: float, turns: int, sessions: int) -> dict[str, Any
                     (read_process_sample(serve.proc.pid).cpu_ticks - before) / tick * 1000 / turns
                 )
                 results["rssLoadMB"] = read_process_sample(serve.proc.pid).rss_bytes / 1e6
+                results["retries"] = client.retries
 
         results: dict[str, float] = {}
         trio.run(load)
@@ -257,6 +264,7 @@ def measure_appliance(idle_s: float, turns: int, sessions: int) -> dict[str, Any
             "turns": turns,
             "turnLatencyMs": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
             "cpuPerTurnMs": round(results["cpuPerTurnMs"], 3),
+            "unavailableRetries": int(results["retries"]),
         }
     finally:
         serve.terminate()
@@ -268,6 +276,7 @@ class _Retrying:
 
     def __init__(self, client: Any) -> None:
         self.client = client
+        self.retries = 0
 
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         import trio
@@ -280,6 +289,7 @@ class _Retrying:
             except GatewayCallError as exc:
                 if exc.wire_code != "UNAVAILABLE":
                     raise
+                self.retries += 1
                 await trio.sleep(0.1)
         return await self.client.call(method, params)
 
