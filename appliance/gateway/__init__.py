@@ -4,6 +4,7 @@ Public API (imported lazily so that loading the sans-IO core does not load trio)
 
     GatewayServer, serve_gateway     appliance.gateway.server
     GatewayState                     appliance.gateway.state
+    SessionFanout                    appliance.gateway.fanout (reach it as ``state.fanout``)
     MethodContext, MethodTable, Scope appliance.gateway.dispatch
 """
 
@@ -11,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GatewayServer", "GatewayState", "MethodContext", "MethodTable", "Scope", "serve_gateway"]
+__all__ = [
+    "GatewayServer",
+    "GatewayState",
+    "MethodContext",
+    "MethodTable",
+    "Scope",
+    "SessionFanout",
+    "serve_gateway",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,6 +32,10 @@ def __getattr__(name: str) -> Any:
         from appliance.gateway.state import GatewayState
 
         return GatewayState
+    if name == "SessionFanout":
+        from appliance.gateway.fanout import SessionFanout
+
+        return SessionFanout
     if name in ("MethodContext", "MethodTable", "Scope"):
         from appliance.gateway import dispatch
 

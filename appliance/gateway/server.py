@@ -641,8 +641,13 @@ class _WsSession:
         if self._closing is not None:
             return False
         if self._buffered > self.config.max_buffered_bytes:
-            log.warning(
-                "slow_consumer", buffered_bytes=self._buffered, limit_bytes=self.config.max_buffered_bytes
+            log.warning(  # conn_id given: a broadcast runs in the publisher's task and context
+                "slow_consumer",
+                conn_id=self.conn_id,
+                remote=self.remote,
+                buffered_bytes=self._buffered,
+                limit_bytes=self.config.max_buffered_bytes,
+                close_code=int(CloseCode.POLICY_VIOLATION),
             )
             self._abort(CloseCode.POLICY_VIOLATION, "slow consumer")
             return False
@@ -748,6 +753,7 @@ class _WsSession:
             return
         self._enqueue(frame)
         state.broadcasters[self.conn_id] = self
+        state.fanout.connection_opened(self.conn_id, client_caps(accepted))
         if presence_changed:
             state.broadcast(
                 GatewayEvent.PRESENCE,
@@ -851,6 +857,7 @@ class _WsSession:
     def _unregister(self) -> None:
         state = self.state
         state.broadcasters.pop(self.conn_id, None)
+        state.fanout.connection_closed(self.conn_id)  # unsubscribe on disconnect, whatever the cause
         if state.presence.pop(self.conn_id, None) is not None:
             state.presence_version += 1
             try:
@@ -862,6 +869,11 @@ class _WsSession:
                 )
             except Exception as exc:
                 log.exception("presence_broadcast_failed", exc)  # noqa: TRY401 -- our Logger.exception takes the exception explicitly
+
+
+def client_caps(accepted: ConnectAccepted) -> tuple[str, ...]:
+    """The ``caps`` a client declared in ``connect`` (``session-scoped-events`` changes its routing)."""
+    return tuple(accepted.params.caps)
 
 
 async def serve_gateway(

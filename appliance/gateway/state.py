@@ -3,6 +3,10 @@
 Created once by ``serve`` and handed to every method handler through
 :class:`~appliance.gateway.dispatch.MethodContext`. Clocks are injectable so tests can pin time.
 
+Session events (``chat``/``agent`` of runs, ``session.message``, ``sessions.changed``) go through
+``fanout`` (:class:`~appliance.gateway.fanout.SessionFanout`), which picks recipients from the
+subscriptions and then calls :meth:`GatewayState.broadcast` with ``conn_ids``.
+
 Broadcasting: every authenticated WebSocket registers an :class:`EventSink` in ``broadcasters`` (by
 conn id). :meth:`GatewayState.broadcast` serialises the payload once and hands it to each sink, which
 applies the event's scope guard, numbers it with its own ``seq`` and queues it without blocking (a slow
@@ -25,6 +29,7 @@ import attrs
 
 from appliance import __version__
 from appliance.config.settings import Settings
+from appliance.gateway.fanout import SessionFanout
 
 if TYPE_CHECKING:
     from appliance.store import Database
@@ -166,6 +171,11 @@ class GatewayState:
     #: set by the services while they run
     run_queue: Any = None
     scheduler: Any = None
+    #: subscriptions and session-event publishing (``sessions.subscribe``, ``sessions.messages.subscribe``,
+    #: runs from any source); see :mod:`appliance.gateway.fanout`
+    fanout: SessionFanout = attrs.field(
+        default=attrs.Factory(SessionFanout, takes_self=True), eq=False, repr=False
+    )
 
     async def ensure_services(self) -> None:
         """Start the work services if ``serve`` provided them (first use), and wait until they run."""

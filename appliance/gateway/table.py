@@ -1,6 +1,7 @@
 """The gateway's method table, assembled from static imports (PyInstaller sees every module).
 
-``system`` and ``chat`` load at start (health answers first; chat imports its runtime lazily). The other
+``system``, ``chat`` and ``subscriptions`` (a few hundred bytes of handlers) load at start (health answers
+first; chat imports its runtime lazily). The other
 method modules register by name and load on their first call (:meth:`MethodTable.merge_deferred`): an idle
 board keeps about a megabyte of its 35 MB budget. Their scopes are declared here; a test pins them to the
 modules' own tables.
@@ -66,10 +67,10 @@ def _cron_table() -> MethodTable:
 
 
 def build_method_table() -> MethodTable:
-    from appliance.gateway.methods import chat, system
+    from appliance.gateway.methods import chat, subscriptions, system
 
     table = MethodTable()
-    for part in (system.table, chat.table):
+    for part in (system.table, chat.table, subscriptions.table):
         table.merge(part)
     table.merge_deferred(SESSIONS_SCOPES, _sessions_table)
     table.merge_deferred(USAGE_SCOPES, _usage_table)

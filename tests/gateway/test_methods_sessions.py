@@ -232,6 +232,7 @@ async def test_limit_is_capped(ctx: MethodContext) -> None:
 async def test_patch_creates_and_returns_entry(ctx: MethodContext, state: GatewayState) -> None:
     sink = RecordingSink()
     state.broadcasters["c9"] = sink
+    state.fanout.subscribe_sessions("c9")  # sessions.changed goes to sessions.subscribe-rs only
     out = await call(ctx, "sessions.patch", {"key": "main", "label": "  Home  ", "thinkingLevel": "HIGH"})
     assert out["ok"] is True
     assert out["path"] == str(state.db.path)

@@ -5,8 +5,9 @@ Rules (``shared/specs/openclaw-gateway.md`` §1.2, §2.1, §6.4):
   request's task: a client that disconnects does not cancel it;
 - ``runId`` is the request's ``idempotencyKey``; a repeated key runs nothing and answers the first result
   (``chat.send``: ``{runId, status:"started"}``; ``agent``: the first turn's final answer);
-- progress goes to the calling connection as ``task``, ``agent`` and ``chat`` events (deltas are dropped
-  for a slow client, the final/error event never);
+- progress goes to the calling connection and to the session's ``sessions.messages.subscribe``rs as
+  ``task``, ``agent`` and ``chat`` events, plus ``session.message``/``sessions.changed`` (through
+  ``state.fanout``; deltas are dropped for a slow client, the final/error event never);
 - ``agent`` answers twice with the request's id: an early ``accepted`` ack through ``ctx.ack``, then the
   final ``{runId, status:"ok", summary}`` -- or an error frame (tool errors INVALID_REQUEST, timeouts
   AGENT_TIMEOUT, anything else UNAVAILABLE) when the turn failed;
@@ -23,10 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import AgentTimeout, InvalidRequest, Unavailable
 from appliance.gateway.dispatch import MethodContext, MethodTable, Scope
-from appliance.log import get_logger
+from appliance.gateway.subscriptions import history_entry
 from appliance.models.convert import Params
 from appliance.models.session_keys import DEFAULT_AGENT_ID, main_session_key, normalise_session_key
-from appliance.models.sessions import message_to_wire
 from appliance.store import count_messages, get_session, history
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from appliance.gateway.state import GatewayState
 
 __all__ = ["attach_runtime", "runtime_for", "runtime_ready", "table"]
-
-log = get_logger("appliance.gateway.chat")
 
 table = MethodTable()
 
@@ -103,19 +101,11 @@ def runtime_for(state: GatewayState) -> AgentRuntime:
     return runtime
 
 
-def _sink(state: GatewayState, conn_id: str) -> Any:
-    """Events of a run go to the connection that started it (a client that disconnected just misses
-    them; the transcript keeps the result). Fan-out to subscribers is ``sessions.messages.subscribe``'s
-    job, not every connection's: broadcasting each delta to all clients costs O(clients) per token."""
-    targets = (conn_id,)
-
-    def deliver(event: str, payload: dict[str, Any], droppable: bool) -> None:
-        try:
-            state.broadcast(event, payload, drop_if_slow=droppable, conn_ids=targets)
-        except (TypeError, ValueError) as exc:  # a payload that is not JSON: our bug, never the turn's end
-            log.warning("broadcast_failed", broadcast_event=event, error=str(exc))
-
-    return deliver
+def _sink(state: GatewayState, conn_id: str, session_key: str) -> Any:
+    """Events of a run go to the connection that started it and to the session's message subscribers
+    (``sessions.messages.subscribe``), through the gateway's one ``state.fanout``; a client that
+    disconnected just misses them (the transcript keeps the result)."""
+    return state.fanout.run_sink(session_key, origin_conn_id=conn_id)
 
 
 def _session_key(p: Params, *names: str, required: bool = True) -> str:
@@ -169,7 +159,7 @@ async def _start_chat(ctx: MethodContext, method: str, params: dict[str, Any]) -
         )
         if runtime.lookup(run_id) is not None or runtime.is_running(run_id):
             return {"runId": run_id, "status": "started"}
-    runtime.submit(request, _sink(ctx.state, ctx.conn_id))
+    runtime.submit(request, _sink(ctx.state, ctx.conn_id, key))
     return {"runId": request.run_id, "status": "started"}
 
 
@@ -206,25 +196,13 @@ async def chat_history(ctx: MethodContext, params: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {
         "sessionKey": key,
         "sessionId": rec.session_id,
-        "messages": [_history_entry(m) for m in msgs],
+        "messages": [history_entry(m) for m in msgs],
         "hasMore": has_more,
         "totalMessages": count_messages(db, key, rec.session_id),
     }
     if has_more and msgs:
         out["nextCursor"] = str(msgs[0].seq)
     return out
-
-
-def _history_entry(msg: Any) -> dict[str, Any]:
-    wire = message_to_wire(msg)
-    content = msg.content
-    if msg.role == "custom" and isinstance(content, dict):
-        wire["customType"] = content.get("customType", "note")
-        wire["content"] = content.get("text", "")
-        wire["display"] = True
-        if content.get("runId"):
-            wire["__openclaw"] = {**wire.get("__openclaw", {}), "runId": content["runId"]}
-    return wire
 
 
 @table.method("chat.abort", scope=Scope.WRITE)
@@ -261,7 +239,7 @@ async def agent(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
         request = TurnRequest(
             session_key=key, message=message, run_id=run_id, agent_id=agent_id, request_id=ctx.req_id
         )
-        run = runtime.submit(request, _sink(ctx.state, ctx.conn_id))
+        run = runtime.submit(request, _sink(ctx.state, ctx.conn_id, key))
         await run.done.wait()
         outcome = run.outcome or runtime.lookup(run_id)
     if outcome is None:

@@ -7,7 +7,8 @@ Rules:
 - semantic refusals copy OpenClaw's messages verbatim (``label already in use: X``,
   ``Cannot delete the main session (agent:main:main).``, ``spawnedBy cannot be changed once set``…);
 - keys go through :func:`~appliance.models.session_keys.normalise_session_key` (``main`` alias, case);
-- a mutation commits before the handler returns, then ``sessions.changed`` is broadcast best-effort;
+- a mutation commits before the handler returns, then ``sessions.changed`` goes best-effort to the
+  ``sessions.subscribe``rs (``state.fanout``);
 - times come from ``ctx.state.wall_ms()``.
 """
 
@@ -145,10 +146,11 @@ def _agent_of(key: str) -> str:
 
 
 def _broadcast(ctx: MethodContext, key: str, reason: str, rec: SessionRecord | None, **extra: Any) -> None:
-    """Best-effort ``sessions.changed`` (dropped for slow clients); a broadcast failure never fails the call."""
-    payload: dict[str, Any] = {"sessionKey": key, "reason": reason, "ts": ctx.state.wall_ms(), **extra}
+    """Best-effort ``sessions.changed`` to ``sessions.subscribe``rs (dropped for slow clients), as OpenClaw's
+    ``emitSessionsChanged``; a broadcast failure never fails the call."""
+    fields: dict[str, Any] = {"agentId": _agent_of(key), **extra}
     if rec is not None:
-        payload.update(
+        fields.update(
             {
                 "sessionId": rec.session_id,
                 "updatedAt": rec.updated_at,
@@ -157,9 +159,8 @@ def _broadcast(ctx: MethodContext, key: str, reason: str, rec: SessionRecord | N
                 "totalTokens": rec.tokens.total,
             }
         )
-    payload = {k: v for k, v in payload.items() if v is not None}
     try:
-        ctx.state.broadcast("sessions.changed", payload, drop_if_slow=True)
+        ctx.state.fanout.publish_sessions_changed(key, reason=reason, **fields)
     except Exception as exc:
         log.warning("broadcast_failed", broadcast_event="sessions.changed", error=str(exc))
 
