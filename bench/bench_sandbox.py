@@ -6,7 +6,12 @@ Prints medians (ms) of N interleaved runs and the ratio (target <= 1.2):
 - ``ours-docker-api``: the same through the Docker API backend on Podman's compatible socket;
 - ``bare``: ``podman run --rm <image> true`` as a subprocess (no service), same containers.conf;
 - ``cli``: the whole ``python -m appliance.sandbox.cli sandbox run -- true`` process against the warm
-  service (interpreter start + imports included), for information.
+  service (interpreter start + imports included), for information;
+- ``warm``: a run through :class:`SandboxService` with the warm pool: the slot (created, started,
+  runner at its gate, paused) is ready before each timed run (re-verify mounts, unpause, request,
+  wait, remove); median and p95.
+
+Also prints the runner image's size (``podman image inspect``).
 
 Usage: ``python bench/bench_sandbox.py [-n 15]`` (root, podman installed; builds the image if needed).
 """
@@ -22,10 +27,11 @@ import time
 
 import trio
 
+from appliance.config.settings import SandboxSettings, Settings
 from appliance.sandbox.image import build_runner_image
 from appliance.sandbox.podman import podman_env
 from appliance.sandbox.policy import Limits
-from appliance.sandbox.service import SandboxPaths, open_backend, run_in_sandbox
+from appliance.sandbox.service import SandboxPaths, open_backend, open_sandbox_service, run_in_sandbox
 
 
 def _paths(root: str, runtime_dir: str) -> SandboxPaths:
@@ -57,7 +63,7 @@ async def _bench(n: int) -> None:
     limits = Limits(timeout_s=60)
     data = os.path.join(root, "data")
     _write_image_file(paths, image)
-    times: dict[str, list[float]] = {"ours": [], "ours-docker-api": [], "bare": [], "cli": []}
+    times: dict[str, list[float]] = {"ours": [], "ours-docker-api": [], "bare": [], "cli": [], "warm": []}
     async with open_backend("podman", runtime_dir=runtime_dir) as podman:
         socket = podman.socket  # type: ignore[attr-defined]
         async with open_backend("docker", socket=socket, runtime_dir=runtime_dir) as docker:
@@ -72,7 +78,8 @@ async def _bench(n: int) -> None:
                     if i:
                         times[name].append(elapsed)
                 t0 = time.perf_counter()
-                await trio.run_process(["podman", "run", "--rm", image, "true"], env=env)
+                # cwd: conmon may leave an "oom" marker file in the working directory
+                await trio.run_process(["podman", "run", "--rm", image, "true"], env=env, cwd=data)
                 if i:
                     times["bare"].append(time.perf_counter() - t0)
                 cli = [sys.executable, "-m", "appliance.sandbox.cli", "sandbox", "run", "--data-dir", data]
@@ -82,8 +89,24 @@ async def _bench(n: int) -> None:
                 )
                 if i:
                     times["cli"].append(time.perf_counter() - t0)
+            settings = Settings(
+                data_dir=data, sandbox=SandboxSettings(image=image, timeout_s=60, warm_pool=True)
+            )
+            async with open_sandbox_service(settings, paths=paths, engine=podman, prewarm=False) as service:
+                for i in range(n + 1):
+                    assert await service.prewarm(wait=True)
+                    t0 = time.perf_counter()
+                    result = await service.run(group="main", argv=["true"])
+                    elapsed = time.perf_counter() - t0
+                    assert result.exit_code == 0, result
+                    assert result.warm, result
+                    if i:
+                        times["warm"].append(elapsed)
+    size = await trio.run_process(
+        ["podman", "image", "inspect", "--format", "{{.Size}}", image], env=env, capture_stdout=True
+    )
     medians = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"runner image {image}; n={n} (median ms, interleaved)")
+    print(f"runner image {image} ({int(size.stdout) / 1e6:.1f} MB); n={n} (median ms, interleaved)")
     for name, value in medians.items():
         spread = f"{min(times[name]) * 1000:.0f}-{max(times[name]) * 1000:.0f}"
         print(f"  {name:16} {value:7.1f} ms   (range {spread})")
@@ -91,6 +114,12 @@ async def _bench(n: int) -> None:
     print(f"ratio ours-docker-api / bare = {medians['ours-docker-api'] / medians['bare']:.2f}")
     print(
         f"ratio cli / bare            = {medians['cli'] / medians['bare']:.2f}   (includes Python start-up)"
+    )
+    warm = sorted(times["warm"])
+    p95 = warm[min(len(warm) - 1, round(0.95 * (len(warm) - 1)))] * 1000
+    print(
+        f"warm pool: median {medians['warm']:.1f} ms, p95 {p95:.1f} ms; ratio warm / bare = "
+        f"{medians['warm'] / medians['bare']:.2f}"
     )
 
 

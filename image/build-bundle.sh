@@ -36,4 +36,8 @@ mkdir -p "$OUT"
 (cd "$ROOT" && "$BUILD_VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN \
   --distpath "$OUT" --workpath "$WORK" image/appliance.spec)
 
+# the frozen sandbox runner ships inside the bundle: a device builds its runner image from it, offline
+# (appliance/sandbox/image.py looks in _internal/runner-bundle when frozen)
+"$ROOT/image/runner/build-runner.sh" "$OUT/appliance/_internal/runner-bundle"
+
 "$OUT/appliance/appliance" version

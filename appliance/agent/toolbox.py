@@ -26,6 +26,7 @@ from appliance.store import Database, get_session, tail_messages
 
 if TYPE_CHECKING:
     from appliance.config.settings import Settings
+    from appliance.sandbox.service import SandboxService
 
 __all__ = ["CommandChecker", "ExecOutput", "ExecRunner", "ModelInfo", "ToolFailed", "Toolbox", "cap_text"]
 
@@ -152,33 +153,23 @@ def defender_checker(settings: Settings) -> CommandChecker:
     return check
 
 
-def sandbox_runner(settings: Settings) -> ExecRunner:
-    """``sh -c <command>`` in the configured sandbox; the engine is opened per call (exec is rare)."""
+def sandbox_runner(settings: Settings, service: SandboxService | None = None) -> ExecRunner:
+    """``sh -c <command>`` in the sandbox ``[sandbox]`` configures.
+
+    With ``service`` (the gateway's long-lived :class:`~appliance.sandbox.service.SandboxService`, which
+    owns the engine connection and the warm pool) runs go through it; without, each call opens the
+    sandbox for itself (exec outside the gateway's services: tests, one-shot tools).
+    """
 
     async def run(command: str, group: str) -> ExecOutput:
-        # from the submodules: the package __init__ exports lazily (PEP 562) with an __all__ mypy cannot read,
-        # and ``current_image`` is not exported at all
-        from appliance.sandbox.policy import Limits
-        from appliance.sandbox.service import SandboxPaths, current_image, open_backend, run_in_sandbox
+        if service is not None:
+            result = await service.run(group=group, argv=["sh", "-c", command])
+        else:
+            # from the submodule: the package __init__ exports lazily (PEP 562), which mypy cannot read
+            from appliance.sandbox.service import open_sandbox_service
 
-        sb = settings.sandbox
-        paths = SandboxPaths.of(settings)
-        limits = Limits(
-            cpus=sb.cpus,
-            memory_mb=sb.memory_mb,
-            pids=sb.pids,
-            timeout_s=float(sb.timeout_s),
-            output_cap_bytes=sb.output_cap_bytes,
-        )
-        async with open_backend(sb.backend, socket=sb.socket) as backend:
-            result = await run_in_sandbox(
-                backend,
-                paths,
-                group=group,
-                argv=["sh", "-c", command],
-                limits=limits,
-                image=current_image(paths),
-            )
+            async with open_sandbox_service(settings, warm_pool=False) as once:
+                result = await once.run(group=group, argv=["sh", "-c", command])
         return ExecOutput(
             result.exit_code,
             result.stdout.decode("utf-8", "replace"),

@@ -8,10 +8,15 @@ Rules:
 - One queue serves both: an interactive turn holds its session's lane through the agent's
   :class:`~appliance.agent.gate.QueueTurnGate`; a scheduled task's item starts a turn and frees the lane
   (the turn then waits for the lane like any message), so a session's runs keep one order.
+- With a sandbox engine configured, one :class:`~appliance.sandbox.service.SandboxService` lives as long
+  as the services: the agent's ``exec`` runs through it (one engine connection, opened on the first
+  exec; the warm pool when ``sandbox.warm_pool``, staged at start), and its pool is removed at shutdown.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,6 +25,8 @@ from appliance.errors import Unavailable
 from appliance.log import fresh_context, get_logger
 
 if TYPE_CHECKING:
+    from appliance.agent import AgentRuntime
+    from appliance.config.settings import Settings
     from appliance.gateway.state import GatewayState
 
 __all__ = ["Services", "boot_needs_services"]
@@ -93,6 +100,7 @@ class Services:
             return run_id
 
         async with (
+            _sandbox_for(settings, runtime),
             trio.open_nursery() as turns,
             open_run_queue(run_item, SqliteJournal(conn), **queue_options(settings.queue)) as queue,
         ):
@@ -113,3 +121,17 @@ class Services:
                     state.run_queue = None
                     with trio.CancelScope(shield=True):
                         await runtime.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _sandbox_for(settings: Settings, runtime: AgentRuntime) -> AsyncIterator[None]:
+    """Hold the sandbox service for the services' lifetime and route the agent's exec through it."""
+    if settings.sandbox.backend == "none":
+        yield
+        return
+    from appliance.agent.toolbox import sandbox_runner
+    from appliance.sandbox.service import open_sandbox_service
+
+    async with open_sandbox_service(settings) as sandbox:
+        runtime.toolbox.run_exec = sandbox_runner(settings, sandbox)
+        yield

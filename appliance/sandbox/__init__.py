@@ -1,8 +1,10 @@
 """Sandbox: every agent run and tool command in a container, with nothing it was not given.
 
-Layers (one way): ``policy`` (sans-IO: mounts, egress, limits -> RunSpec) and ``output`` (sans-IO caps)
-<- ``paths``/``pipes``/``oom`` (host I/O) <- ``backend`` (Protocol + shared lifecycle) <- ``podman`` /
-``docker`` (engine edges) <- ``service`` (settings -> backend, policy-checked runs) <- ``cli``.
+Layers (one way): ``policy`` (sans-IO: mounts, egress, limits -> RunSpec), ``output`` (sans-IO caps) and
+``wire`` (sans-IO: the runner's request frame and result record) <- ``paths``/``pipes``/``oom`` (host
+I/O) <- ``backend`` (Protocol + shared stage/execute lifecycle) <- ``podman`` / ``docker`` (engine
+edges) <- ``pool`` (warm pool) <- ``service`` (settings -> SandboxService, policy-checked runs) <- ``cli``.
+``runner`` is the other side: the container's PID 1, stdlib only, frozen into the image by ``image``.
 
 The names below load on first use (PEP 562): the CLI registers ``appliance sandbox`` on every start, and
 ``serve`` must not pay for trio/engine imports it may never need (idle RSS budget).
@@ -31,7 +33,14 @@ if TYPE_CHECKING:
         parse_mount_allowlist,
         resolve_mounts,
     )
-    from appliance.sandbox.service import SandboxPaths, open_backend, probe_engine, run_in_sandbox
+    from appliance.sandbox.service import (
+        SandboxPaths,
+        SandboxService,
+        open_backend,
+        open_sandbox_service,
+        probe_engine,
+        run_in_sandbox,
+    )
 
 _HOME = {
     "RunResult": "backend",
@@ -51,6 +60,8 @@ _HOME = {
     "parse_mount_allowlist": "policy",
     "resolve_mounts": "policy",
     "SandboxPaths": "service",
+    "SandboxService": "service",
+    "open_sandbox_service": "service",
     "open_backend": "service",
     "probe_engine": "service",
     "run_in_sandbox": "service",
@@ -70,8 +81,10 @@ __all__ = [
     "SandboxBackend",
     "SandboxPaths",
     "SandboxRefused",
+    "SandboxService",
     "build_run_spec",
     "open_backend",
+    "open_sandbox_service",
     "parse_egress_allowlist",
     "parse_mount_allowlist",
     "probe_engine",

@@ -44,13 +44,16 @@ def add_sandbox_commands(subparsers: argparse._SubParsersAction[argparse.Argumen
     build = sub.add_parser("build-image", help="build the runner image locally (FROM scratch, reproducible)")
     _common(build)
     build.add_argument("--context", help="image/runner directory (default: the source tree's)")
+    build.add_argument(
+        "--tools", choices=("none", "shell"), help="tools in the image (default: sandbox.tools)"
+    )
     build.set_defaults(handler=_cmd_build_image)
 
     run = sub.add_parser("run", help="run a command under a group's policy: sandbox run -- CMD...")
     _common(run)
     run.add_argument("--group", default="main", help="group folder (default main)")
-    run.add_argument("--net", choices=("none", "allow"), default="none")
-    run.add_argument("--image", help="image tag (default: the last built runner image)")
+    run.add_argument("--net", choices=("none", "allow"), help="network (default: sandbox.network)")
+    run.add_argument("--image", help="image tag (default: sandbox.image, else the last built one)")
     run.add_argument("--timeout", type=float, help="wall-clock seconds (default: sandbox.timeout_s)")
     run.add_argument("--memory-mb", type=int, help="memory limit (default: sandbox.memory_mb)")
     run.add_argument("--stdin", action="store_true", help="pass this process's stdin to the command")
@@ -85,7 +88,9 @@ def _cmd_build_image(args: argparse.Namespace) -> int:
     settings = _settings(args)
     paths = SandboxPaths.of(settings)
     built = build_runner_image(
-        podman_env=podman_env(paths.runtime_dir), context_dir=Path(args.context) if args.context else None
+        podman_env=podman_env(paths.runtime_dir),
+        context_dir=Path(args.context) if args.context else None,
+        tools=args.tools or settings.sandbox.tools,
     )
     os.makedirs(os.path.dirname(paths.image_file), mode=0o700, exist_ok=True)
     Path(paths.image_file).write_text(built.tag + "\n", "utf-8")
@@ -97,7 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import trio
 
     from appliance.sandbox.policy import NetMode
-    from appliance.sandbox.service import SandboxPaths, current_image, limits_of, open_backend, run_in_sandbox
+    from appliance.sandbox.service import limits_of, open_sandbox_service
 
     argv = list(args.argv)
     if argv and argv[0] == "--":
@@ -106,22 +111,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print("appliance sandbox run: missing command (sandbox run -- CMD...)", file=sys.stderr)
         return 2
     settings = _settings(args)
-    paths = SandboxPaths.of(settings)
     backend_name, socket = _backend_and_socket(args, settings)
-    stdin = sys.stdin.buffer.read() if args.stdin else b""
+    stdin = bytearray(sys.stdin.buffer.read()) if args.stdin else bytearray()
     limits = limits_of(settings.sandbox, timeout_s=args.timeout, memory_mb=args.memory_mb)
-    image = args.image or current_image(paths)
 
     async def _run() -> Any:
-        async with open_backend(backend_name, socket=socket, runtime_dir=paths.runtime_dir) as backend:
-            return await run_in_sandbox(
-                backend,
-                paths,
+        async with open_sandbox_service(
+            settings, backend=backend_name, socket=socket, warm_pool=False
+        ) as service:
+            return await service.run(
                 group=args.group,
                 argv=argv,
                 limits=limits,
-                image=image,
-                network=NetMode(args.net),
+                image=args.image,
+                network=NetMode(args.net) if args.net else None,
                 stdin=stdin,
             )
 
@@ -130,15 +133,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.buffer.write(result.stderr)
     notes = [f"exit {result.exit_code}", f"{result.duration_ms} ms"]
+    if not result.from_engine:
+        notes.append(f"cpu {result.cpu_user_ms + result.cpu_sys_ms} ms, max rss {result.max_rss_kb} kB")
     notes += [
         word
         for flag, word in (
             (result.timed_out, "timed out"),
             (result.oom_killed, "OOM-killed"),
             (result.truncated, "output truncated"),
+            (result.from_engine, "no runner record: exit status from the engine"),
         )
         if flag
     ]
+    notes += list(result.runner_errors)
     print(f"[sandbox: {', '.join(notes)}]", file=sys.stderr)
     return result.exit_code if 0 <= result.exit_code < 256 else 1
 
@@ -155,7 +162,7 @@ def _cmd_selftest(args: argparse.Namespace) -> int:
     settings = _settings(args)
     paths = SandboxPaths.of(settings)
     backend_name, socket = _backend_and_socket(args, settings)
-    image = args.image or current_image(paths)
+    image = args.image or current_image(paths, settings.sandbox)
 
     async def _run() -> Any:
         async with open_backend(backend_name, socket=socket, runtime_dir=paths.runtime_dir) as backend:
@@ -200,7 +207,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         async with open_backend(backend_name, socket=socket, runtime_dir=paths.runtime_dir) as backend:
             line("OK", "engine", f"{backend.name} {await backend.version()}")
             try:
-                image = current_image(paths)
+                image = current_image(paths, settings.sandbox)
                 await backend.ensure_image(image)
                 line("OK", "image", image)
             except ApplianceError as exc:

@@ -94,12 +94,10 @@ class DockerBackend:
         lim = spec.limits
         binds, tmpfs = _mounts(mounts)
         tmpfs["/tmp"] = f"rw,nosuid,nodev,size={lim.tmpfs_mb}m,mode=1777"
-        body = {
+        body = {  # no Cmd, no Env: both travel in the runner's request
             "Image": spec.image,
-            "Cmd": list(spec.argv),
             "User": spec.user,
             "WorkingDir": spec.workdir,
-            "Env": [f"{k}={v}" for k, v in spec.env],
             "Labels": labels,
             "NetworkDisabled": True,
             "AttachStdin": False,
@@ -131,6 +129,12 @@ class DockerBackend:
 
     async def start(self, cid: str) -> None:
         await self._call("start", "POST", f"/containers/{cid}/start", ok=(204, 304))
+
+    async def pause(self, cid: str) -> None:
+        await self._call("pause", "POST", f"/containers/{cid}/pause", ok=(204,))
+
+    async def unpause(self, cid: str) -> None:
+        await self._call("unpause", "POST", f"/containers/{cid}/unpause", ok=(204,))
 
     async def wait(self, cid: str) -> int:
         """Wait for exit. Podman's compatible ``/wait`` polls every 250 ms, so when the container's init

@@ -1,43 +1,121 @@
 """Build the runner image locally, reproducibly, FROM scratch; tag it with a content hash.
 
 Rules:
-- Nothing is pulled: the rootfs is assembled here from the files in ``image/runner/`` plus a static
-  busybox (Debian's ``busybox-static``) for the tool shell, and the host's ``socat`` with exactly the
-  shared libraries ``ldd`` lists for it (the runner's relay from its loopback proxy port to the egress
-  socket, for ``net allow`` runs; busybox cannot relay TCP to a unix socket).
+- Nothing is pulled: the rootfs is assembled here from ``image/runner/`` (Containerfile, passwd, group),
+  the frozen runner (``appliance/sandbox/runner.py`` through PyInstaller, one folder, built by
+  ``image/runner/build-runner.sh`` and cached by a hash of its inputs), and exactly the shared libraries
+  ``ldd`` lists for the runner's ELF files (glibc's loader included).
+- ``tools = "none"``: nothing else (no shell: a command must be a binary the run mounts).
+  ``tools = "shell"``: plus a static busybox and its applets in ``/bin``.
 - Modes and ownership are normalised and the build uses ``--timestamp 0``, so the same inputs give the
-  same image ID (checked by ``tests/sandbox/test_image.py``).
-- The tag is ``localhost/appliance-runner:<16 hex of sha256 over the canonical rootfs listing>``, so a
-  changed runner is a new image and an old tag never silently means new content.
+  same image ID (checked by ``tests/sandbox/test_sandbox_image.py``).
+- The tag is ``localhost/appliance-runner:<16 hex of sha256 over the canonical rootfs listing>``; the
+  tools choice is part of the rootfs (``/etc/appliance-runner-tools``), so it is part of the tag.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import platform
 import shutil
 import stat
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 from appliance.errors import ConfigError, SandboxUnavailable
 from appliance.log import get_logger
 
-__all__ = ["IMAGE_REPO", "BuiltImage", "build_runner_image", "default_context_dir", "runner_tag"]
+__all__ = [
+    "IMAGE_REPO",
+    "RUNNER_ENTRY",
+    "TOOLS",
+    "BuiltImage",
+    "build_runner_image",
+    "default_context_dir",
+    "ensure_runner_bundle",
+    "runner_bundle_key",
+    "runner_tag",
+]
 
 log = get_logger("appliance.sandbox.image")
 
 IMAGE_REPO = "localhost/appliance-runner"
+TOOLS = ("none", "shell")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
-SOCAT_CANDIDATES = ("/usr/bin/socat", "/bin/socat")
-SOCAT_TARGET = "usr/bin/socat"  # the runner entry script calls it by this path
+RUNNER_DIR = "usr/libexec/appliance-runner"
+RUNNER_ENTRY = "/" + RUNNER_DIR + "/appliance-runner"  # the Containerfile's ENTRYPOINT
+BUNDLE_ENV = "APPLIANCE_RUNNER_BUNDLE"  # a prebuilt bundle dir (e.g. from a release) instead of building
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+_BUNDLE_INPUTS = (
+    "appliance/sandbox/runner.py",
+    "image/runner/runner.spec",
+    "image/runner/build-runner.sh",
+    "image/build-venv.sh",
+    "image/requirements-build.txt",
+    "requirements.lock",
+)
 
 
 def default_context_dir() -> Path:
     """``image/runner`` of the source tree this package was loaded from."""
-    return Path(__file__).resolve().parents[2] / "image" / "runner"
+    return _SOURCE_ROOT / "image" / "runner"
+
+
+def runner_bundle_key(root: Path = _SOURCE_ROOT) -> str:
+    """16 hex of sha256 over the frozen runner's inputs (sources, spec, locks, machine)."""
+    digest = hashlib.sha256(platform.machine().encode() + b"\0")
+    for rel in _BUNDLE_INPUTS:
+        digest.update(rel.encode() + b"\0")
+        with contextlib.suppress(FileNotFoundError):
+            digest.update(hashlib.sha256((root / rel).read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_runner_bundle(cache_dir: Path | None = None) -> Path:
+    """The frozen runner's one-folder bundle, built once per input hash (``build/runner-bundle/<key>``).
+
+    ``$APPLIANCE_RUNNER_BUNDLE`` names a prebuilt bundle instead; a frozen release carries its own in
+    ``_internal/runner-bundle`` (image/build-bundle.sh). Blocking (runs PyInstaller, ~5 s).
+    Raises :class:`ConfigError` when the build fails or the source tree is not available.
+    """
+    explicit = os.environ.get(BUNDLE_ENV)
+    if explicit:
+        bundle = Path(explicit)
+        if not (bundle / "appliance-runner").is_file():
+            raise ConfigError(f"{BUNDLE_ENV}={explicit} has no appliance-runner executable")
+        return bundle
+    shipped = _SOURCE_ROOT / "runner-bundle" / "appliance-runner"  # the release bundle (build-bundle.sh)
+    if (shipped / "appliance-runner").is_file():
+        return shipped
+    script = _SOURCE_ROOT / "image" / "runner" / "build-runner.sh"
+    if not script.is_file():
+        raise ConfigError(f"the runner build script is not available ({script}); set {BUNDLE_ENV}")
+    cache = cache_dir or _SOURCE_ROOT / "build" / "runner-bundle"
+    out = cache / runner_bundle_key()
+    bundle = out / "appliance-runner"
+    with _locked(cache / ".lock"):
+        if not (bundle / "appliance-runner").is_file():
+            proc = subprocess.run([str(script), str(out)], capture_output=True, text=True, check=False)
+            if proc.returncode != 0 or not (bundle / "appliance-runner").is_file():
+                raise ConfigError(
+                    f"freezing the runner failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
+                )
+            log.info("sandbox_runner_frozen", path=str(bundle))
+    return bundle
 
 
 def _find_busybox(explicit: str | None) -> str:
@@ -47,6 +125,11 @@ def _find_busybox(explicit: str | None) -> str:
             if b"BusyBox" in out.stdout + out.stderr and _is_static(candidate):
                 return candidate
     raise ConfigError("no static busybox found: apt-get install -y busybox-static")
+
+
+def _is_elf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
 
 
 def _is_static(path: str) -> bool:
@@ -64,13 +147,6 @@ def _is_static(path: str) -> bool:
     return all(int.from_bytes(table[i : i + 4], order) != 3 for i in range(0, len(table), phentsize))
 
 
-def _find_socat(explicit: str | None) -> str:
-    for candidate in (explicit, *SOCAT_CANDIDATES):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise ConfigError("no socat found (the egress relay): apt-get install -y socat")
-
-
 def _shared_libs(binary: str) -> list[str]:
     """Absolute paths ``ldd`` lists for ``binary`` (loader included, vDSO skipped), sorted.
 
@@ -79,6 +155,8 @@ def _shared_libs(binary: str) -> list[str]:
         proc = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
         raise ConfigError("ldd not found (Debian package libc-bin)") from exc
+    if "not a dynamic executable" in proc.stdout + proc.stderr or "statically linked" in proc.stdout:
+        return []
     if proc.returncode != 0:
         raise ConfigError(f"ldd {binary} failed: {proc.stderr.strip()[:200]}")
     libs: set[str] = set()
@@ -109,10 +187,37 @@ def _applets(busybox: str) -> list[str]:
     return sorted({name for name in out.split() if name and "/" not in name and name != "busybox"})
 
 
-def _assemble(ctx: Path, source: Path, busybox: str, socat: str) -> None:
+def _mkdirs(root: Path, *dirs: tuple[str, int]) -> None:
+    for d, mode in dirs:
+        (root / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(root / d, mode)
+
+
+def _add_bundle(root: Path, bundle: Path) -> list[str]:
+    """Copy the frozen runner to ``/usr/libexec/appliance-runner`` (dirs 0755, files 0755/0644) and
+    return the ELF files in it (their libraries go into the image)."""
+    target = root / RUNNER_DIR
+    elves: list[str] = []
+    for src in sorted(bundle.rglob("*")):
+        dest = target / src.relative_to(bundle)
+        if src.is_dir() and not src.is_symlink():
+            _mkdirs(root, (str(dest.relative_to(root)), 0o755))
+        elif src.is_symlink():
+            os.symlink(os.readlink(src), dest)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            executable = _is_elf(src)
+            os.chmod(dest, 0o755 if executable else 0o644)
+            if executable:
+                elves.append(str(src))
+    return elves
+
+
+def _assemble(ctx: Path, source: Path, bundle: Path, tools: str, busybox: str | None) -> None:
     root = ctx / "rootfs"
-    for d, mode in (
-        ("bin", 0o755),
+    _mkdirs(
+        root,
         ("etc", 0o755),
         ("usr", 0o755),
         ("usr/libexec", 0o755),
@@ -120,18 +225,22 @@ def _assemble(ctx: Path, source: Path, busybox: str, socat: str) -> None:
         ("run/appliance", 0o755),
         ("workspace", 0o755),
         ("tmp", 0o1777),
-    ):
-        (root / d).mkdir(parents=True, exist_ok=True)
-        os.chmod(root / d, mode)
-    shutil.copyfile(busybox, root / "bin/busybox")
-    os.chmod(root / "bin/busybox", 0o755)
-    for applet in _applets(busybox):
-        os.symlink("busybox", root / "bin" / applet)
-    _add_file(root, socat, SOCAT_TARGET, 0o755)
-    for lib in _shared_libs(socat):
-        _add_file(root, lib, lib, 0o755)
-    shutil.copyfile(source / "appliance-runner", root / "usr/libexec/appliance-runner")
-    os.chmod(root / "usr/libexec/appliance-runner", 0o755)
+    )
+    libs: set[str] = set()
+    for elf in _add_bundle(root, bundle):
+        libs.update(_shared_libs(elf))
+    for lib in sorted(libs):
+        if not (root / lib.lstrip("/")).exists():
+            _add_file(root, lib, lib, 0o755)
+    if tools == "shell":
+        _mkdirs(root, ("bin", 0o755))
+        shutil.copyfile(busybox or _find_busybox(None), root / "bin/busybox")
+        os.chmod(root / "bin/busybox", 0o755)
+        for applet in _applets(busybox or _find_busybox(None)):
+            if not (root / "bin" / applet).exists():
+                os.symlink("busybox", root / "bin" / applet)
+    (root / "etc/appliance-runner-tools").write_text(tools + "\n")
+    os.chmod(root / "etc/appliance-runner-tools", 0o644)
     for name in ("passwd", "group"):
         shutil.copyfile(source / name, root / "etc" / name)
         os.chmod(root / "etc" / name, 0o644)
@@ -171,28 +280,34 @@ def build_runner_image(
     *,
     podman_env: dict[str, str],
     context_dir: Path | None = None,
+    tools: str = "shell",
     busybox: str | None = None,
-    socat: str | None = None,
+    bundle: Path | None = None,
     podman: str = "podman",
 ) -> BuiltImage:
     """Assemble the context in a temp dir and ``podman build --timestamp 0``; return tag and image ID.
 
-    ``podman_env`` must carry our ``CONTAINERS_CONF``. Blocking (runs podman): call it from a thread in
-    async code. Raises :class:`ConfigError` (no busybox / socat / context) or :class:`SandboxUnavailable`.
+    ``podman_env`` must carry our ``CONTAINERS_CONF``. Blocking (freezes the runner when not cached, runs
+    podman): call it from a thread in async code. Raises :class:`ConfigError` (bad tools choice, no
+    busybox, no context, runner build failed) or :class:`SandboxUnavailable` (podman build failed).
     """
+    if tools not in TOOLS:
+        raise ConfigError(
+            f"sandbox.tools must be one of {', '.join(TOOLS)}, got {tools!r}", key="sandbox.tools"
+        )
     source = context_dir or default_context_dir()
     if not (source / "Containerfile").is_file():
         raise ConfigError(f"runner image context not found: {source}")
-    bb = _find_busybox(busybox)
-    relay = _find_socat(socat)
+    bb = _find_busybox(busybox) if tools == "shell" else None
+    runner = bundle or ensure_runner_bundle()
     with tempfile.TemporaryDirectory(prefix="appliance-runner-") as tmp:
         ctx = Path(tmp)
-        _assemble(ctx, source, bb, relay)
+        _assemble(ctx, source, runner, tools, bb)
         tag = runner_tag(content_hash(ctx))
         cmd = [podman, "build", "-q", "--timestamp", "0", "--no-cache", "-t", tag, "-f", "Containerfile", "."]
         proc = subprocess.run(cmd, cwd=ctx, env=podman_env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise SandboxUnavailable(f"podman build failed: {proc.stderr.strip()[-300:]}")
         image_id = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    log.info("sandbox_image_built", tag=tag, image_id=image_id)
+    log.info("sandbox_image_built", tag=tag, image_id=image_id, tools=tools)
     return BuiltImage(tag, image_id)

@@ -34,6 +34,10 @@ class OutputCap:
             chunk = chunk[: max(room, 0)]
         self._buf += chunk
 
+    def mark_truncated(self) -> None:
+        """The runner dropped output before it reached us (its cap comes first): say so in the value."""
+        self.truncated = True
+
     def value(self, *, marker: bool = True) -> bytes:
         """The kept bytes, with :data:`TRUNCATION_MARKER` appended when truncated and ``marker``."""
         data = bytes(self._buf)

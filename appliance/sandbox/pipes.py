@@ -1,36 +1,36 @@
-"""Per-run pipes between host and container: stdin (secrets), stdout and stderr, as FIFOs.
+"""Per-run FIFOs between host and runner: stdin (the request frame), stdout, stderr, result.
 
 Why FIFOs and not the engine's attach stream: the data never touches a file or the engine's log (a FIFO
 holds bytes only in the kernel's pipe buffer), both engines behave the same, and there is no hijacked
-HTTP connection to manage. The run dir lives on a tmpfs (``/run``), mode 0700 above it, and is bind-mounted
-read-only at :data:`~appliance.sandbox.policy.RUNNER_PIPE_DIR`; the runner entry in the image redirects
-the command's stdio to the FIFOs it finds there.
+HTTP connection to manage. The run dir is mode 0711 inside the 0700 runtime dir and is bind-mounted
+read-only at :data:`~appliance.sandbox.policy.RUNNER_PIPE_DIR`.
 
-- stdout/stderr: the host opens them ``O_RDWR`` so a reader always exists (the container's open never
-  blocks, and reads never see a premature EOF); when the output cap is reached the host closes its end and
-  the writer gets ``SIGPIPE``. After the container exits the host drains what is left.
-- stdin: the host waits until the runner opens the FIFO for reading, writes the bytes, closes (EOF), and
-  overwrites its copy of the bytes where Python allows.
+The host opens every FIFO ``O_RDWR`` when it creates them, so the runner's opens never block and a
+reader or writer always exists:
+- ``stdin``: the runner blocks *reading* its request frame (the gate) until the host writes it;
+- ``stdout``/``stderr``: read by the host into its caps (the runner caps first; the host's cap is the
+  backstop) and drained after the container exited;
+- ``result``: newline-delimited JSON from the runner (``ready``, then the result record), read by the
+  host while it waits and after the exit.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
 
 import attrs
 import trio
 
 from appliance.sandbox.output import OutputCap
 from appliance.sandbox.policy import RUNNER_PIPE_DIR, Mount, MountKind
+from appliance.sandbox.wire import MAX_CHANNEL
 
-__all__ = ["RunPipes", "default_runtime_dir", "open_run_pipes"]
+__all__ = ["FIFOS", "RunPipes", "create_run_pipes", "default_runtime_dir", "feed_stdin"]
 
 _READ_CHUNK = 65_536
+FIFOS = ("stdin", "stdout", "stderr", "result")
 
 
 def default_runtime_dir() -> str:
@@ -43,13 +43,13 @@ def default_runtime_dir() -> str:
 
 @attrs.define
 class RunPipes:
-    """The run dir, the host's ends of stdout/stderr (``O_RDWR``), and the caps they fill."""
+    """The run dir, the host's ends of the FIFOs, and the caps the outputs fill."""
 
     path: str
-    has_stdin: bool
     stdout: OutputCap
     stderr: OutputCap
     fds: dict[str, int] = attrs.Factory(dict)
+    result: bytearray = attrs.Factory(bytearray)
 
     def mount(self) -> Mount:
         return Mount(MountKind.BIND, self.path, RUNNER_PIPE_DIR, readonly=True)
@@ -69,6 +69,32 @@ class RunPipes:
             cap.feed(chunk)
         self.close(name)
 
+    def read_result(self) -> bool:
+        """Read what the result FIFO holds now, without blocking; True when something came."""
+        fd = self.fds.get("result")
+        got = False
+        while fd is not None and len(self.result) <= MAX_CHANNEL:
+            try:
+                chunk = os.read(fd, 4096)
+            except BlockingIOError:
+                break
+            self.result += chunk
+            got = True
+        return got
+
+    async def wait_record(self) -> None:
+        """Wait until the runner's final record (a complete line after ``ready``) has arrived."""
+        fd = self.fds["result"]
+        while self.result.count(b"\n") < 2 and len(self.result) <= MAX_CHANNEL:
+            if not self.read_result():
+                await trio.lowlevel.wait_readable(fd)
+
+    async def wait_result(self) -> None:
+        """Wait until the result FIFO has data and read it."""
+        fd = self.fds["result"]
+        while not self.read_result():
+            await trio.lowlevel.wait_readable(fd)
+
     def drain(self) -> None:
         """After the container exited: read what is left without blocking."""
         for name, cap in (("stdout", self.stdout), ("stderr", self.stderr)):
@@ -79,11 +105,18 @@ class RunPipes:
                 except BlockingIOError:
                     break
                 cap.feed(chunk)
+        self.read_result()
 
     def close(self, name: str) -> None:
         fd = self.fds.pop(name, None)
         if fd is not None:
             os.close(fd)
+
+    def cleanup(self) -> None:
+        """Close every host end and remove the run dir (idempotent)."""
+        for name in list(self.fds):
+            self.close(name)
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _mkfifo(path: str, uid: int, gid: int) -> None:
@@ -94,59 +127,43 @@ def _mkfifo(path: str, uid: int, gid: int) -> None:
         os.chmod(path, 0o666)
 
 
-@contextlib.asynccontextmanager
-async def open_run_pipes(
-    runtime_dir: str, *, uid: int, gid: int, has_stdin: bool, cap: int
-) -> AsyncIterator[RunPipes]:
-    """Create a fresh run dir with the FIFOs and open the host's output ends; remove all afterwards."""
+def create_run_pipes(runtime_dir: str, *, uid: int, gid: int, cap: int) -> RunPipes:
+    """Create a fresh run dir with the four FIFOs, each opened ``O_RDWR`` by the host.
+
+    The caller owns the result and calls :meth:`RunPipes.cleanup`.
+    """
     os.makedirs(runtime_dir, mode=0o700, exist_ok=True)
     path = tempfile.mkdtemp(prefix="run-", dir=runtime_dir)
-    pipes = RunPipes(path, has_stdin, OutputCap(cap), OutputCap(cap))
+    pipes = RunPipes(path, OutputCap(cap), OutputCap(cap))
     try:
         os.chmod(path, 0o711)
-        for name in ("stdout", "stderr") + (("stdin",) if has_stdin else ()):
-            _mkfifo(os.path.join(path, name), uid, gid)
-        for name in ("stdout", "stderr"):
-            pipes.fds[name] = os.open(os.path.join(path, name), os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-        yield pipes
-    finally:
-        for name in list(pipes.fds):
-            pipes.close(name)
-        shutil.rmtree(path, ignore_errors=True)
+        for name in FIFOS:
+            fifo = os.path.join(path, name)
+            _mkfifo(fifo, uid, gid)
+            pipes.fds[name] = os.open(fifo, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except BaseException:
+        pipes.cleanup()
+        raise
+    return pipes
 
 
-async def feed_stdin(fifo: str, data: bytearray) -> None:
-    """Wait for the runner to open ``fifo`` for reading, write ``data``, close (EOF); then zero ``data``.
+async def feed_stdin(pipes: RunPipes, frame: bytearray) -> None:
+    """Write the request ``frame`` to the stdin FIFO, then zero ``frame``.
 
-    Polls with ``O_NONBLOCK`` (``ENXIO`` until a reader exists); the caller cancels it when the container
-    exits first.
+    The host's end stays open until :meth:`RunPipes.cleanup`: a FIFO drops its buffered bytes when the
+    last end closes, and the runner may not have opened its end yet. The caller cancels this when the
+    container exits first (a full pipe nobody reads).
     """
-    delay = 0.001
+    fd = pipes.fds["stdin"]
+    view = memoryview(frame)
     try:
-        while True:
+        while view:
             try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                break
-            except OSError as exc:
-                if exc.errno != errno.ENXIO:
-                    raise
-            await trio.sleep(delay)
-            delay = min(delay * 2, 0.02)
-        try:
-            view = memoryview(data)
-            try:
-                while view:
-                    try:
-                        written = os.write(fd, view)
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(fd)
-                        continue
-                    except BrokenPipeError:
-                        return
-                    view = view[written:]
-            finally:
-                view.release()
-        finally:
-            os.close(fd)
+                written = os.write(fd, view)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+                continue
+            view = view[written:]
     finally:
-        data[:] = bytes(len(data))
+        view.release()
+        frame[:] = bytes(len(frame))

@@ -144,13 +144,11 @@ class PodmanBackend:
         self, spec: RunSpec, mounts: tuple[Mount, ...], name: str, labels: dict[str, str]
     ) -> str:
         lim = spec.limits
-        kwargs: dict[str, Any] = {
+        kwargs: dict[str, Any] = {  # no command, no env: both travel in the runner's request
             "name": name,
-            "command": list(spec.argv),
             "labels": labels,
             "user": spec.user,
             "working_dir": spec.workdir,
-            "environment": dict(spec.env),
             "mounts": [
                 *_mounts(mounts),
                 {
@@ -186,6 +184,16 @@ class PodmanBackend:
     async def start(self, cid: str) -> None:
         await _in_thread(
             "start", lambda: self._client.api.post(f"/containers/{cid}/start").raise_for_status()
+        )
+
+    async def pause(self, cid: str) -> None:
+        await _in_thread(
+            "pause", lambda: self._client.api.post(f"/containers/{cid}/pause").raise_for_status()
+        )
+
+    async def unpause(self, cid: str) -> None:
+        await _in_thread(
+            "unpause", lambda: self._client.api.post(f"/containers/{cid}/unpause").raise_for_status()
         )
 
     async def wait(self, cid: str) -> int:

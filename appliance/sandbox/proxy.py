@@ -2,7 +2,7 @@
 
 Why a unix socket: the container keeps ``network none`` (no interface but ``lo``), and a socket file
 bind-mounted into it is reachable across network namespaces. The runner entry relays 127.0.0.1:3128 in
-the container to this socket (socat) and sets ``HTTP(S)_PROXY`` for the command. Every request is logged
+the container to this socket (the runner itself) and sets ``HTTP(S)_PROXY`` for the command. Every request is logged
 (``egress_allowed`` / ``egress_denied`` with group, host, port); a name on the allowlist that resolves to
 a loopback, link-local or unspecified address is denied (DNS must not open a path back into the host),
 while an IP literal on the list is the operator's explicit choice and is connected to as written. Errors

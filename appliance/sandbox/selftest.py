@@ -150,28 +150,56 @@ def _swap_back(directory: Path) -> None:
     directory.with_name(directory.name + ".old").rename(directory)
 
 
+def _egress_script(own: int, target: int, net: NetMode) -> str:
+    """What an agent could run with the image's busybox: a control (a listener of its own on ``own``
+    must answer, so ``nc`` works and 127.0.0.1 is the container's loopback), the attack (``nc`` to
+    ``target``, where only the host listens) and, with ``net allow``, a proxy CONNECT to that
+    non-allowlisted target (the proxy must answer 403)."""
+    script = (
+        f"nc -l -p {own} -e echo own-listener & "
+        f"until cat /proc/net/tcp* | grep -qi ':{own:04X} 0*:0000 0A'; do usleep 10000; done; "
+        f"nc -w 2 127.0.0.1 {own} </dev/null; echo control=$?; "
+        f"nc -w 2 127.0.0.1 {target} </dev/null; echo direct=$?; "
+    )
+    if net is NetMode.ALLOW:
+        script += f"printf 'CONNECT 127.0.0.1:{target} HTTP/1.1\\r\\n\\r\\n' | nc 127.0.0.1 3128; "
+    return script
+
+
 async def _egress(b: SandboxBackend, p: SandboxPaths, image: str) -> tuple[bool, str]:
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
+    listeners = [
+        *await trio.open_tcp_listeners(0, host="127.0.0.1"),
+        *await trio.open_tcp_listeners(0, host="127.0.0.1"),
+    ]
+    own, target = (listener.socket.getsockname()[1] for listener in listeners)
     hits: list[int] = []
 
-    async def _accept() -> None:
+    async def _accept(listener: trio.SocketListener) -> None:
         while True:
-            stream = await listeners[0].accept()
+            stream = await listener.accept()
             hits.append(1)
             await stream.aclose()
 
     Path(p.egress_allowlist).write_text("api.example.com:443\n")  # noqa: ASYNC240 (tiny file)
-    outputs = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_accept)
-        for net in (NetMode.NONE, NetMode.ALLOW):
-            r = await _sh(b, p, image, f"nc -w 2 127.0.0.1 {port} </dev/null; echo nc=$?", network=net)
-            outputs.append(r.stdout)
-        nursery.cancel_scope.cancel()
-    await listeners[0].aclose()
-    ok = not hits and all(b"nc=0" not in out for out in outputs)
-    return ok, f"net none and net allow: host loopback listener got {len(hits)} connections"
+    conclusive = True
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept, listener)
+            for net in (NetMode.NONE, NetMode.ALLOW):
+                r = await _sh(b, p, image, _egress_script(own, target, net), network=net)
+                out = r.stdout.decode()
+                conclusive &= "own-listener\ncontrol=0" in out and "direct=1" in out
+                if net is NetMode.ALLOW:
+                    conclusive &= "HTTP/1.1 403 Forbidden" in out
+            nursery.cancel_scope.cancel()
+    finally:
+        for listener in listeners:
+            await listener.aclose()
+    detail = f"host loopback listeners got {len(hits)} connections (net none, net allow, via the proxy)"
+    if not conclusive:
+        detail += "; INCONCLUSIVE: the control or the proxy's 403 did not show"
+    return conclusive and not hits, detail
 
 
 async def _fork_bomb(b: SandboxBackend, p: SandboxPaths, image: str) -> tuple[bool, str]:

@@ -85,3 +85,19 @@ async def test_frozen_serve_answers_health(frozen: Path, tmp_path: Path) -> None
         code = proc.wait(30)
         log.close()
     assert code == 0, (tmp_path / "serve.log").read_text(errors="replace")[-3000:]
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(shutil.which("podman") is None, reason="needs podman (apt-get install -y podman runc)")
+def test_frozen_builds_its_runner_image_offline_and_runs_a_command(frozen: Path, tmp_path: Path) -> None:
+    """A device has no source tree: the release carries the frozen runner and the image context, and
+    host tools started by the frozen binary (ldd, podman, conmon) see the host's libraries, not ours."""
+    assert (frozen.parent / "_internal" / "runner-bundle" / "appliance-runner" / "appliance-runner").is_file()
+    data = tmp_path / "data"
+    env_args = ("--backend", "podman", "--data-dir", str(data))
+    built = run(frozen, "sandbox", "build-image", *env_args, data=data)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert built.stdout.strip().startswith("localhost/appliance-runner:")
+    ran = run(frozen, "sandbox", "run", *env_args, "--", "sh", "-c", "echo hello from $(id -u)", data=data)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "hello from 65534" in ran.stdout

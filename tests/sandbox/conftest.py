@@ -1,7 +1,7 @@
 """Fixtures for the sandbox tests: one Podman service and one runner image per test session.
 
 Engine tests are marked ``podman``; they skip, with the reason, only when podman is not installed
-(CI installs it: ``apt-get install -y podman runc busybox-static socat``).
+(CI installs it: ``apt-get install -y podman runc busybox-static``).
 """
 
 from __future__ import annotations
@@ -59,5 +59,13 @@ def podman_socket(runtime_dir: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def runner_image(podman_socket: str, runtime_dir: str) -> str:
+    """The ``tools = "shell"`` image (the attack scripts need ``sh``). The frozen runner is built once
+    and cached under ``build/runner-bundle/<input hash>``; later sessions reuse it."""
     del podman_socket
     return build_runner_image(podman_env=podman_env(runtime_dir)).tag
+
+
+@pytest.fixture(scope="session")
+def runner_image_none(podman_socket: str, runtime_dir: str) -> str:
+    del podman_socket
+    return build_runner_image(podman_env=podman_env(runtime_dir), tools="none").tag

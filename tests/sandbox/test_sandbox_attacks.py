@@ -291,7 +291,7 @@ async def test_dir_swapped_between_create_and_start_never_runs_the_command(
     app = Path(paths.home, "projects/app")
     script = "cat /workspace/extra/app/marker > /workspace/group/leak"
     spec = _spec_with_extra(paths, runner_image, MountRequest(str(app), "app"), script)
-    real_start = backend.start  # type: ignore[attr-defined]
+    real_start = backend.start
 
     async def racing_start(cid: str) -> None:
         app.rename(app.with_name("app.old"))
@@ -312,7 +312,7 @@ async def test_dir_swapped_and_restored_around_start_is_caught_inside_the_contai
     app = Path(paths.home, "projects/app")
     script = "cat /workspace/extra/app/marker > /workspace/group/leak"
     spec = _spec_with_extra(paths, runner_image, MountRequest(str(app), "app"), script)
-    real_start = backend.start  # type: ignore[attr-defined]
+    real_start = backend.start
 
     async def racing_start(cid: str) -> None:
         app.rename(app.with_name("app.old"))
@@ -329,42 +329,66 @@ async def test_dir_swapped_and_restored_around_start_is_caught_inside_the_contai
     assert not Path(paths.workspace("main"), "leak").exists()
 
 
-async def test_egress_with_net_none_cannot_reach_host_loopback(
+def _egress_script(own: int, target: int, net: NetMode) -> str:
+    """The attack an agent could run with the image's tools (busybox ``nc`` and ``wget``).
+
+    Control: a listener the container starts itself on ``own`` answers ``nc 127.0.0.1 own``, so ``nc``
+    works and 127.0.0.1 is the container's own loopback. Attack: ``nc 127.0.0.1 target`` (a port only
+    the host listens on); with ``net allow`` also a proxy CONNECT and a proxied GET to that
+    non-allowlisted target, which must come back as the proxy's 403.
+    """
+    script = (
+        f"nc -l -p {own} -e echo own-listener-{own} & "
+        f"until cat /proc/net/tcp* | grep -qi ':{own:04X} 0*:0000 0A'; do usleep 10000; done; "
+        f"nc -w 2 127.0.0.1 {own} </dev/null; echo control=$?; "
+        f"nc -w 2 127.0.0.1 {target} </dev/null; echo direct=$?; "
+    )
+    if net is NetMode.ALLOW:
+        script += (
+            f"printf 'CONNECT 127.0.0.1:{target} HTTP/1.1\\r\\n\\r\\n' | nc 127.0.0.1 3128; "
+            f"echo proxy-connect=$?; wget -q -O- http://127.0.0.1:{target}/; echo proxy-get=$?; "
+        )
+    return script + "cat /proc/net/dev; test -S /run/appliance/egress.sock && echo has-egress-sock"
+
+
+async def test_egress_to_host_loopback_and_non_allowlisted_hosts_is_contained(
     backend: SandboxBackend, paths: SandboxPaths, runner_image: str
 ) -> None:
-    """Attack: connect to a listener on the host's 127.0.0.1 (net none, and net allow to a host not on the
-    list). Contained: no connection arrives; the container has only 'lo'."""
+    """Attack: connect to listeners on the host's 127.0.0.1 with net none, and with net allow to a host
+    that is not on the allowlist (directly and through the proxy). Contained: the host's listeners see no
+    connection, the direct attempt is refused while the same tool reaches the container's own listener
+    (so the attempt was real), and the proxy answers 403; the container has only 'lo'."""
     Path(paths.egress_allowlist).write_text("api.example.com:443\n")
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
+    listeners = [
+        *await trio.open_tcp_listeners(0, host="127.0.0.1"),
+        *await trio.open_tcp_listeners(0, host="127.0.0.1"),
+    ]
+    own, target = (lst.socket.getsockname()[1] for lst in listeners)
     accepted: list[object] = []
 
-    async def _accept() -> None:
+    async def _accept(listener: trio.SocketListener) -> None:
         while True:
-            stream = await listeners[0].accept()
+            stream = await listener.accept()
             accepted.append(stream)
             await stream.aclose()
 
-    script = (
-        f"nc -w 2 127.0.0.1 {port} </dev/null; echo nc=$?; wget -q -T 2 -O- http://127.0.0.1:{port}/; "
-        "echo wget=$?; cat /proc/net/dev; test -S /run/appliance/egress.sock && echo has-egress-sock"
-    )
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_accept)
+        for listener in listeners:
+            nursery.start_soon(_accept, listener)
         for net in (NetMode.NONE, NetMode.ALLOW):
-            result = await _run(backend, paths, runner_image, script, network=net)
+            result = await _run(backend, paths, runner_image, _egress_script(own, target, net), network=net)
             out = result.stdout.decode()
-            assert "nc=1" in out, out
-            assert "wget=0" not in out, out
-            interfaces = [
-                line.split(":")[0].strip() for line in out.splitlines() if ":" in line and "|" not in line
-            ]
-            assert [i for i in interfaces if i and not i.startswith(("nc=", "wget="))] == ["lo"], out
-            assert ("has-egress-sock" in out) is (
-                net is NetMode.ALLOW
-            )  # the audited proxy is the only way out
+            assert f"own-listener-{own}\ncontrol=0" in out, (out, result.stderr)
+            assert "direct=1" in out, out
+            if net is NetMode.ALLOW:
+                assert "HTTP/1.1 403 Forbidden" in out, out
+                assert "proxy-get=1" in out, out
+            table = out[out.index(" face |") :].splitlines()[1:]
+            assert [line.split(":")[0].strip() for line in table if ":" in line] == ["lo"], out
+            assert ("has-egress-sock" in out) is (net is NetMode.ALLOW)  # the audited proxy is the only way
         nursery.cancel_scope.cancel()
-    await listeners[0].aclose()
+    for listener in listeners:
+        await listener.aclose()
     assert accepted == []
 
 
@@ -423,9 +447,9 @@ async def test_orphans_from_a_crash_are_removed(backend: SandboxBackend, runner_
     spec = build_run_spec(image=runner_image, argv=["true"], mounts=(), limits=LIMITS, group="orphan")
     labels = {"appliance.sandbox": "1", "appliance.owner_pid": "999999999", "appliance.group": "orphan"}
     with trio.fail_after(60):
-        cid = await backend.create(spec, (), "appliance-orphan-test", labels)  # type: ignore[attr-defined]
+        cid = await backend.create(spec, (), "appliance-orphan-test", labels)
         assert await backend.remove_orphans() >= 1
-        left = await backend.list_labelled("appliance.sandbox=1")  # type: ignore[attr-defined]
+        left = await backend.list_labelled("appliance.sandbox=1")
     assert cid not in [c for c, _ in left]
 
 
@@ -434,5 +458,34 @@ async def test_engine_errors_are_typed(backend: SandboxBackend, paths: SandboxPa
         await backend.ensure_image("localhost/appliance-runner:does-not-exist")
     with trio.fail_after(60), pytest.raises(SandboxUnavailable):
         await _run(backend, paths, "localhost/appliance-runner:does-not-exist", "true")
-    left = await backend.list_labelled("appliance.sandbox=1")  # type: ignore[attr-defined]
+    left = await backend.list_labelled("appliance.sandbox=1")
     assert not [labels for _, labels in left if labels.get("appliance.owner_pid") == str(os.getpid())]
+
+
+async def test_missing_runner_record_falls_back_to_the_engine_and_says_so(
+    backend: SandboxBackend, paths: SandboxPaths, runner_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's own deadline fires before the runner's (negative grace): the host kills the whole
+    container, no record arrives, and the result is the engine's status, flagged as such."""
+    from appliance.sandbox import backend as lifecycle
+
+    monkeypatch.setattr(lifecycle, "HOST_GRACE_S", -4.0)
+    limits = Limits(cpus=1.0, memory_mb=64, pids=32, timeout_s=5, output_cap_bytes=4096)
+    result = await _run(backend, paths, runner_image, "echo started; sleep 600", limits=limits)
+    assert result.from_engine
+    assert (result.exit_code, result.timed_out, result.stdout) == (137, True, b"started\n")
+    assert "no result record" in result.runner_errors[0]
+    assert (result.cpu_user_ms, result.max_rss_kb) == (0, 0)
+
+
+async def test_result_record_carries_usage(
+    backend: SandboxBackend, paths: SandboxPaths, runner_image: str
+) -> None:
+    result = await _run(
+        backend, paths, runner_image, "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; echo done"
+    )
+    assert not result.from_engine
+    assert result.runner_errors == ()
+    assert result.cpu_user_ms + result.cpu_sys_ms > 0
+    assert result.max_rss_kb > 0
+    assert (result.stdout_bytes, result.stderr_bytes) == (5, 0)

@@ -1,6 +1,6 @@
 # ruff: noqa: ASYNC240  (tiny fixture-file set-up inside async tests; no event-loop work to block)
 """Allowlisted egress end to end, on both backends: the container keeps network ``none`` (only ``lo``);
-the runner relays 127.0.0.1:3128 (socat) to the host's audited proxy socket.
+the runner relays 127.0.0.1:3128 (its own relay, no socat) to the host's audited proxy socket.
 
 The host's test server listens on 127.0.0.1 and is allowlisted by IP literal: the proxy refuses *names*
 resolving to local addresses (DNS must not open a way back into the host), while a literal on the list is
