@@ -96,7 +96,9 @@ class Services:
             if item.task_id is None:  # recovered interactive slot: its turn was reported failed already
                 return "orphaned"
             run_id: str = item.idempotency_key or item.item_id
-            runtime.submit(TurnRequest(session_key=item.session_key, message=item.text, run_id=run_id))
+            # scheduled turns: subscribed clients (sessions.messages.subscribe, the TUI) see them too
+            sink = state.fanout.run_sink(item.session_key)
+            runtime.submit(TurnRequest(session_key=item.session_key, message=item.text, run_id=run_id), sink)
             return run_id
 
         async with (
