@@ -9,6 +9,9 @@ Rules:
   ``1 - prod(1 - w)``, so several weak hints add up and one strong one is enough.
 - Each rule carries cheap literal anchors; its regex runs only when an anchor occurs in the text. This keeps
   long documents well under a millisecond.
+- Where they can, anchors are the phrases a match *starts* with (checked from the parsed pattern when the rule
+  is built): the rule is then tried with ``match`` at its anchor occurrences only, with no scanning at all.
+  Anchors never change what a rule finds, only where it looks, so adding one is always safe.
 - Rules marked ``untrusted_only`` (the indirect-injection rules) apply only to content from tools, the web,
   email or files, where any instruction addressed to the assistant is suspect.
 - Spans inside a rule never cross a sentence end (``[^.!?\\n]``), which keeps unrelated words apart.
@@ -18,6 +21,7 @@ Rules:
 # ruff: noqa: RUF001 - Chinese full-width punctuation in the zh rules is intentional
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -26,6 +30,7 @@ import attrs
 
 from appliance.defender.anchors import AnchorIndex
 from appliance.defender.normalise import Normalised, normalise_text
+from appliance.defender.prefilter import Finder, compile_finder, literal_prefixes
 from appliance.defender.verdicts import PromptScore, Reason, Source
 
 __all__ = ["RULES", "PromptRule", "noisy_or", "score_normalised", "score_prompt", "wrap_untrusted"]
@@ -44,7 +49,13 @@ class PromptRule:
     A rule with a ``link`` is a chain: ``pattern`` must be ``(?:<link>[^\\n]{0,gap}?){chain}``, that is
     ``chain`` matches of ``link`` on one line, each at most ``gap`` characters after the previous one, and
     every match of ``link`` starts at an anchor. Such a rule is found by matching ``link`` at the anchors
-    only, which is far cheaper than running the backtracking ``pattern`` over the whole text."""
+    only, which is far cheaper than running the backtracking ``pattern`` over the whole text.
+
+    ``starts_at_anchor`` (derived): every match provably starts with one of ``anchors``, so ``pattern.match`` at
+    the anchor occurrences, in order, finds the leftmost match. ``gates``, when given, are literals every match
+    also contains (like the anchors of a windowed rule): a start is tried only if a gate occurs within ``span``
+    after it, which keeps a text full of a common start word ("no", "show") as cheap as it was. ``finder`` (derived) is ``pattern.search``
+    that skips to the characters a match can start with (see ``prefilter``); the window searches use it."""
 
     id: str
     category: str
@@ -56,35 +67,52 @@ class PromptRule:
     link: re.Pattern[str] | None = None
     chain: int = 1
     gap: int = 0
+    gates: tuple[str, ...] = ()
+    finder: Finder = attrs.field(
+        init=False,
+        eq=False,
+        repr=False,
+        default=attrs.Factory(lambda rule: compile_finder(rule.pattern), takes_self=True),
+    )
+    _plan: list[bool] = attrs.field(init=False, eq=False, repr=False, factory=list)
+
+    @property
+    def starts_at_anchor(self) -> bool:
+        """Whether every match provably starts with one of ``anchors`` (worked out from the parsed pattern on
+        first use, not at import, where it would cost every process tens of milliseconds)."""
+        plan = self._plan  # racing threads may both fill it: idempotent, and they agree
+        if not plan:
+            plan.append(_starts_at_anchor(self))
+        return plan[0]
 
     def search(self, text: str) -> re.Match[str] | None:
         """Search only around anchor occurrences when they are few: long texts then cost little."""
         if self.link is None and (not self.anchors or len(text) <= 4 * self.span):
-            return self.pattern.search(text)
-        positions: list[int] = []
-        for anchor in self.anchors:
-            start = text.find(anchor)
-            while start >= 0:
-                positions.append(start)
-                start = text.find(anchor, start + 1)
-        positions.sort()
-        return self.search_at(text, positions)
+            return self.finder.search(text)
+        return self.search_at(text, _occurrences(text, self.anchors))
 
-    def search_at(self, text: str, positions: list[int]) -> re.Match[str] | None:
-        """Search ``text`` given the sorted start positions of this rule's anchors in it.
+    def search_at(
+        self, text: str, positions: list[int], gates: list[int] | None = None
+    ) -> re.Match[str] | None:
+        """Search ``text`` given the sorted start positions of this rule's anchors in it (and of its gates, if
+        the caller has them); the result is always what ``pattern.search(text)`` finds.
 
-        Every match of a rule contains one of its anchors and is at most ``span`` characters long, so windows
-        of ``span`` either side of each anchor occurrence find whatever a full search finds."""
+        A start-anchored rule is matched at the anchors. Otherwise: every match contains one of the anchors and
+        is at most ``span`` characters long, so windows of ``span`` either side of each anchor occurrence find
+        whatever a full search finds."""
         if self.link is not None:
             return self._search_chain(text, positions)
+        if self.starts_at_anchor:
+            return self._search_starts(text, positions, gates)
+        find = self.finder.search
         if not self.anchors or len(text) <= 4 * self.span:
-            return self.pattern.search(text)
+            return find(text)
         if not positions:
             return None
         if len(positions) > len(text) // (2 * self.span):
             # The windows would cover most of the text: one search of it is cheaper and, since every match
             # lies in a window, finds the same match.
-            return self.pattern.search(text)
+            return find(text)
         span = self.span
         lo = max(0, positions[0] - span)
         hi = positions[0] + span
@@ -92,11 +120,34 @@ class PromptRule:
             if pos - span <= hi:
                 hi = pos + span
                 continue
-            match = self.pattern.search(text, lo, hi)
+            match = find(text, lo, hi)
             if match is not None:
                 return match
             lo, hi = max(0, pos - span), pos + span
-        return self.pattern.search(text, lo, hi)
+        return find(text, lo, hi)
+
+    def _search_starts(
+        self, text: str, positions: list[int], gates: list[int] | None
+    ) -> re.Match[str] | None:
+        """Every match starts with an anchor, so the leftmost match is the first one ``match`` finds at the
+        (sorted) anchor positions: no scanning at all. With ``gates`` (their sorted positions; found here when
+        not given), a start with no gate within ``span`` after it cannot begin a match and is skipped."""
+        if self.gates and gates is None:
+            gates = _occurrences(text, self.gates)
+        match_at = self.pattern.match
+        last = -1
+        for pos in positions:
+            if pos == last:
+                continue
+            last = pos
+            if gates is not None and self.gates:
+                i = bisect.bisect_left(gates, pos)
+                if i == len(gates) or gates[i] > pos + self.span:
+                    continue
+            found = match_at(text, pos)
+            if found is not None:
+                return found
+        return None
 
     def _search_chain(self, text: str, positions: list[int]) -> re.Match[str] | None:
         """The leftmost match of ``(?:<link>[^\\n]{0,gap}?){chain}``, found from the links at the anchors.
@@ -126,6 +177,27 @@ class PromptRule:
         return None
 
 
+def _occurrences(text: str, words: tuple[str, ...]) -> list[int]:
+    """Sorted start positions of every occurrence of every word (overlaps included), as ``AnchorIndex`` gives."""
+    found: list[int] = []
+    for word in words:
+        start = text.find(word)
+        while start >= 0:
+            found.append(start)
+            start = text.find(word, start + 1)
+    found.sort()
+    return found
+
+
+def _starts_at_anchor(rule: PromptRule) -> bool:
+    """Whether every match of ``rule`` provably starts with one of its anchors (from the parsed pattern)."""
+    if rule.link is not None or not rule.anchors:
+        return False
+    # Prefixes as long as the longest anchor are enough to decide, and keep the enumeration small.
+    prefixes = literal_prefixes(rule.pattern, limit=max(len(anchor) for anchor in rule.anchors))
+    return prefixes is not None and all(prefix.startswith(rule.anchors) for prefix in prefixes)
+
+
 def _rule(
     rule_id: str,
     category: str,
@@ -135,14 +207,18 @@ def _rule(
     *,
     untrusted_only: bool = False,
     span: int = 160,
-    lead: str = "",
+    gates: Iterable[str] = (),
 ) -> PromptRule:
-    """``lead``: the characters every match starts with. ``re`` tries each alternative at every position of a
-    window; a leading ``(?=[lead])`` skips the other positions at once, which halves the cost of the rules
-    whose alternatives all start with a word boundary (``re`` cannot see their first letters by itself)."""
-    if lead:
-        pattern = f"(?=[{re.escape(lead)}])(?:{pattern})"
-    return PromptRule(rule_id, category, weight, re.compile(pattern), tuple(anchors), untrusted_only, span)
+    return PromptRule(
+        rule_id,
+        category,
+        weight,
+        re.compile(pattern),
+        tuple(anchors),
+        untrusted_only,
+        span,
+        gates=tuple(gates),
+    )
 
 
 def _chain_rule(
@@ -208,8 +284,16 @@ RULES: tuple[PromptRule, ...] = (
             "bypass",
             "set aside",
             "throw out",
-            "follow",
+            "do not follow",
+            "don't follow",
+            "stop following",
+            "no longer follow",
             "skip",
+        ),
+        gates=(
+            *("instruction", "direction", "directive", "rules", "guidelines", "prompt", "programming"),
+            *("constraints", "restrictions", "polic", "guardrails", "filters", "training", "safeguards"),
+            *("system message", "orders", "messages", "conversation", "context", "text"),
         ),
     ),
     _rule(
@@ -237,7 +321,7 @@ RULES: tuple[PromptRule, ...] = (
         0.3,
         r"\b(?:from now on|from this (?:moment|point)(?: on| forward)?|henceforth|for the rest of (?:this|the|our)"
         r" conversation|for all (?:future|subsequent) (?:responses|answers|prompts))\b",
-        ("from now", "from this", "henceforth", "rest of", "for all"),
+        ("from now", "from this", "henceforth", "for the rest of", "for all"),
     ),
     _rule(
         "override.instead_say",
@@ -290,8 +374,8 @@ RULES: tuple[PromptRule, ...] = (
             "vergessen",
             "missacht",
             "oubli",
-            "tiens pas",
-            "tenez pas",
+            "ne tiens pas",
+            "ne tenez pas",
             "olvid",
             "omite",
             "忽",
@@ -301,7 +385,25 @@ RULES: tuple[PromptRule, ...] = (
             "跳过",
             "不理会",
             "игнор",
+            "проигнор",
             "забудь",
+        ),
+        gates=(
+            *("anweisung", "regeln", "instruktionen", "vorgaben", "befehle", "richtlinien", "instruction"),
+            *("consignes", "règles", "regles", "directives", "instrucciones", "reglas", "indicaciones"),
+            *(
+                "directrices",
+                "instruções",
+                "istruzioni",
+                "regole",
+                "指令",
+                "指示",
+                "说明",
+                "规则",
+                "提示",
+                "要求",
+            ),
+            *("设定", "инструкции", "правила", "указания"),
         ),
     ),
     # --- persona switch / jailbreak --------------------------------------------------------------------
@@ -321,7 +423,11 @@ RULES: tuple[PromptRule, ...] = (
             "your name is now",
             "your new name",
             "become",
+            "you will become",
+            "you shall become",
+            "you shall now",
             "transform",
+            *(f"{mark}{gap}transform" for mark in ".!?\n" for gap in ("", " ")),
             "you are no longer",
             "you are to act",
             "assume the",
@@ -343,6 +449,7 @@ RULES: tuple[PromptRule, ...] = (
             "acting as",
             "pretend",
             "role",
+            "play the role",
             "impersonate",
             "simulate",
             "behave as",
@@ -361,14 +468,28 @@ RULES: tuple[PromptRule, ...] = (
         r"\b(?:developer mode|dev mode|god mode|jailbroken|do anything now|dan mode|unlocked mode"
         r"|evil (?:mode|bot|ai|assistant|confidant)|opposite mode|entwicklermodus|mode d[ée]veloppeur"
         r"|modo (?:de )?desarrollador)\b|开发者模式",
-        ("mode", "modus", "modo", "jailbr", "anything now", "evil", "开发者"),
+        (
+            "developer mode",
+            "dev mode",
+            "god mode",
+            "jailbr",
+            "do anything now",
+            "dan mode",
+            "unlocked mode",
+            "evil",
+            "opposite mode",
+            "entwicklermodus",
+            "mode d",
+            "modo",
+            "开发者",
+        ),
     ),
     _rule(
         "persona.mode_switch",
         "persona",
         0.25,
         r"\b\w+ mode (?:enabled|activated|is (?:now )?(?:on|enabled|active))\b",
-        ("mode",),
+        (" mode enabled", " mode activated", " mode is "),
     ),
     _rule(
         "persona.jailbreak_word",
@@ -422,8 +543,10 @@ RULES: tuple[PromptRule, ...] = (
         (
             *(f"{name} " for name in ("dan", "stan", "dude", "aim", "ucar", "apophis")),
             *_followed(("dan", "stan", "dude", "aim"), ":"),
+            *(f"\n{name}" for name in ("dan", "stan", "dude", "aim")),
+            "betterdan ",
+            "anti-dan ",
         ),
-        lead="dsuab\n",
     ),
     _rule(
         "persona.no_restrictions",
@@ -439,40 +562,62 @@ RULES: tuple[PromptRule, ...] = (
         r"|morale|[ée]thique)\b|\bsin (?:ninguna |ningún |ning[úu]n )?(?:restricciones|l[íi]mites|filtros"
         r"|censura|reglas|moral|[ée]tica)\b|(?:不受|没有|无)任何(?:限制|约束|审查|过滤|规则|道德)",
         (
-            "restri",
-            "limit",
-            "límit",
-            "filt",
-            "censu",
-            "censo",
-            "zensur",
-            "guideline",
-            "boundar",
-            "moral",
-            "ethi",
-            "éthi",
-            "ética",
-            "etica",
-            "safeguard",
-            "constraint",
-            "polic",
-            "confine",
-            "rules",
-            "regeln",
-            "règle",
-            "regle",
-            "reglas",
-            "grenzen",
-            "einschr",
-            "限制",
-            "约束",
-            "审查",
-            "过滤",
-            "规则",
-            "道德",
+            "no",
+            "without",
+            "free ",
+            "unbound",
+            "released",
+            "broken",
+            "break",
+            "beyond",
+            "ignore",
+            "ohne ",
+            "sans ",
+            "sin ",
+            "不受任何",
+            "没有任何",
+            "无任何",
         ),
         span=100,
-        lead="nwfurbios不没无",
+        gates=(
+            *(
+                "restri",
+                "limit",
+                "límit",
+                "filt",
+                "censu",
+                "censo",
+                "zensur",
+                "guideline",
+                "boundar",
+                "moral",
+            ),
+            *(
+                "ethi",
+                "éthi",
+                "ética",
+                "etica",
+                "safeguard",
+                "constraint",
+                "polic",
+                "confine",
+                "rules",
+                "regeln",
+            ),
+            *(
+                "règle",
+                "regle",
+                "reglas",
+                "grenzen",
+                "einschr",
+                "限制",
+                "约束",
+                "审查",
+                "过滤",
+                "规则",
+                "道德",
+            ),
+        ),
     ),
     _rule(
         "persona.amoral",
@@ -489,11 +634,12 @@ RULES: tuple[PromptRule, ...] = (
             "immoral",
             "illegal",
             "unhinged",
-            "ethics",
-            "morals",
+            "no ethics",
+            "no morals",
+            "without morals",
             "unlimited",
-            "refuse",
-            "compl",
+            "never refuse",
+            "always complies",
         ),
     ),
     _rule(
@@ -502,7 +648,14 @@ RULES: tuple[PromptRule, ...] = (
         0.35,
         r"\b(?:openai|anthropic|content|usage|safety|ethical)(?:'s)? (?:content )?(?:polic(?:y|ies)|guidelines"
         r"|filters?)\b",
-        ("polic", "guideline", "filter"),
+        _pairs(
+            ("openai", "anthropic", "content", "usage", "safety", "ethical"),
+            ("polic", "guideline", "filter", "content"),
+        )
+        + _pairs(
+            ("openai's", "anthropic's", "content's", "usage's", "safety's", "ethical's"),
+            ("polic", "guideline", "filter", "content"),
+        ),
     ),
     _rule(
         "persona.model_name",
@@ -510,7 +663,20 @@ RULES: tuple[PromptRule, ...] = (
         0.2,
         r"\b(?:chatgpt|chat gpt|gpt-?[345]|openai|bard|claude|gemini|llama|large language model|language model"
         r"|an ai model|ai assistant)\b",
-        ("gpt", "openai", "bard", "claude", "gemini", "llama", "model", "assistant"),
+        (
+            "chatgpt",
+            "chat gpt",
+            "gpt",
+            "openai",
+            "bard",
+            "claude",
+            "gemini",
+            "llama",
+            "large language model",
+            "language model",
+            "an ai model",
+            "ai assistant",
+        ),
     ),
     _rule(
         "persona.addresses_model",
@@ -526,14 +692,22 @@ RULES: tuple[PromptRule, ...] = (
         0.35,
         r"\b(?:stay|remain|keep|staying|break|breaking|broke|out of) (?:in )?character\b|\bstay in (?:the )?role\b"
         r"|\bin character as\b",
-        ("character", "role"),
+        (
+            *_pairs(
+                ("stay", "remain", "keep", "staying", "break", "breaking", "broke", "out of"),
+                ("character", "in character"),
+            ),
+            "stay in role",
+            "stay in the role",
+            "in character as",
+        ),
     ),
     _rule(
         "persona.ai_disclaimer",
         "persona",
         0.25,
         r"\bas an? (?:ai|artificial intelligence)(?: language)? model\b|\bi'?m sorry,? but\b|\bi cannot fulfill\b",
-        ("as a", "sorry", "fulfill"),
+        ("as a", "i'm sorry", "im sorry", "i cannot fulfill"),
     ),
     _rule(
         "persona.dual_response",
@@ -568,24 +742,19 @@ RULES: tuple[PromptRule, ...] = (
         r"|hesitation|question)|never hesitat\w*|(?:write|say|do|generate|answer) anything(?: and everything)?"
         r"|despite any)\b",
         (
-            "refuse",
-            "decline",
-            "deny",
-            "say no",
-            "reject",
-            "answer",
-            "comply",
-            "obey",
-            "provide",
-            "regardless",
+            "will never",
+            "will not",
+            *_pairs(("can't", "cannot"), ("refuse", "decline")),
+            *_pairs(("never",), ("refuse", "decline", "say no", "reject", "hesitat")),
+            *_pairs(("must",), ("always", "answer", "comply", "obey")),
+            *_pairs(("always",), ("answer", "comply", "obey", "provide")),
+            *_pairs(("answer",), ("any", "every", "all")),
+            "regardless of",
             "no matter",
-            "refusal",
-            "hesitat",
-            "question",
-            "anything",
-            "despite",
+            *_pairs(("without",), ("any", "refusal", "hesitation", "question")),
+            *_pairs(("write", "say", "do", "generate", "answer"), ("anything",)),
+            "despite any",
         ),
-        lead="wcnmarsdg",
     ),
     _rule(
         "persona.no_warnings",
@@ -595,20 +764,21 @@ RULES: tuple[PromptRule, ...] = (
         rf"(?:warnings?|disclaimers?|cautions?|moral(?:izing|ising)?|lectur(?:e|es|ing)|reminders?){_S}{{0,40}}"
         r"|\b(?:do not|don't|never) (?:remind|warn|mention|tell)\b[^.!?\n]{0,40}?\b(?:illegal|moral|ethic"
         r"|dangerous|harmful|warning|appropriate)",
-        (
-            "warning",
-            "disclaimer",
-            "caution",
-            "moral",
-            "lectur",
-            "reminder",
-            "illegal",
-            "ethic",
-            "dangerous",
-            "harmful",
-            "appropriate",
+        ("do not ", "don't ", "never ", "without ", "no "),
+        gates=(
+            *(
+                "warning",
+                "disclaimer",
+                "caution",
+                "moral",
+                "lectur",
+                "reminder",
+                "illegal",
+                "ethic",
+                "dangerous",
+            ),
+            *("harmful", "appropriate"),
         ),
-        lead="dnw",
     ),
     _rule(
         "persona.freed",
@@ -616,7 +786,14 @@ RULES: tuple[PromptRule, ...] = (
         0.4,
         r"\b(?:you (?:have been|are|were) (?:freed|liberated|unchained|released)|no longer (?:bound|restricted"
         r"|limited|an ai|chatgpt|have to (?:follow|abide))|broken free|free from the (?:typical )?confines)\b",
-        ("freed", "liberated", "unchained", "released", "no longer", "broken free", "confines"),
+        (
+            *_pairs(
+                ("you have been", "you are", "you were"), ("freed", "liberated", "unchained", "released")
+            ),
+            "no longer",
+            "broken free",
+            "free from the",
+        ),
     ),
     _rule(
         "persona.template_artifact",
@@ -666,21 +843,21 @@ RULES: tuple[PromptRule, ...] = (
         0.3,
         r"\bdu bist (?:jetzt|nun|ab jetzt|ab sofort)\b|\bab (?:jetzt|sofort) bist du\b|\bspiel(?:e|st)? die rolle\b"
         r"|\btu so,? als\b",
-        ("du bist", "bist du", "die rolle", "tu so"),
+        ("du bist", "ab jetzt bist du", "ab sofort bist du", "spiel", "tu so"),
     ),
     _rule(
         "persona.multilingual_fr",
         "persona",
         0.3,
         r"\b(?:tu es|vous [êe]tes) (?:maintenant|d[ée]sormais)\b|\bfais semblant\b|\bjoue(?:z)? le r[ôo]le\b",
-        ("maintenant", "sormais", "semblant", "joue"),
+        ("tu es ", "vous êtes ", "vous etes ", "fais semblant", "joue"),
     ),
     _rule(
         "persona.multilingual_es",
         "persona",
         0.3,
         r"\bahora eres\b|\ba partir de ahora,? (?:eres|ser[áa]s)\b|\bfinge (?:ser|que)\b|\bact[úu]a como\b",
-        ("ahora", "finge", "como"),
+        ("ahora eres", "a partir de ahora", "finge", "actúa como", "actua como"),
     ),
     _rule(
         "persona.multilingual_zh",
@@ -714,7 +891,7 @@ RULES: tuple[PromptRule, ...] = (
         0.3,
         r"\b(?:this is|message from|i am|i'm|speaking as|on behalf of) (?:your|the|an?) (?:developer|creator"
         r"|admin(?:istrator)?|system administrator|openai|anthropic|owner|operator|programmer|system)s?\b",
-        ("this is", "message from", "i am", "i'm", "speaking as", "behalf"),
+        ("this is", "message from", "i am", "i'm", "speaking as", "on behalf"),
     ),
     _rule(
         "impersonation.boundary_spoof",
@@ -769,23 +946,37 @@ RULES: tuple[PromptRule, ...] = (
         r"|\b(?:my|your) instructions (?:are|were)\b|\bi was instructed to\b|\bthe system prompt (?:is|was)\b"
         r"|\bwhat (?:are|were) your (?:initial |original |starting )?(?:instructions|rules|guidelines)\b",
         (
-            "above",
-            "before",
-            "entire conversation",
+            "repeat",
+            "output",
+            "print",
+            "show",
+            "display",
+            "reveal",
+            "recite",
+            "copy",
+            "write out",
+            "spell out",
+            "what were you",
+            "what have you",
+            "what are you not",
+            "my instructions",
             "your instructions",
-            "your prompt",
-            "your rules",
-            "your programming",
-            "your configuration",
-            "your guidelines",
-            "told",
-            "not supposed",
-            "not allowed",
-            "instructions",
-            "instructed",
-            "system prompt",
-            "rules",
-            "guidelines",
+            "i was instructed",
+            "the system prompt",
+            "what are your",
+            "what were your",
+        ),
+        gates=(
+            *("above", "before", "entire conversation", "your instructions", "your prompt", "your rules"),
+            *(
+                "your programming",
+                "your configuration",
+                "your guidelines",
+                "told",
+                "not supposed",
+                "not allowed",
+            ),
+            *("instructions", "instructed", "system prompt", "rules", "guidelines"),
         ),
     ),
     _rule(
@@ -802,7 +993,8 @@ RULES: tuple[PromptRule, ...] = (
             "systemanweisung",
             "anfangsanweisung",
             "deine anweisungen",
-            "nglichen anweisungen",
+            "ursprünglichen anweisungen",
+            "ursprunglichen anweisungen",
             "prompt syst",
             "instructions initiales",
             "instructions syst",
@@ -810,6 +1002,7 @@ RULES: tuple[PromptRule, ...] = (
             "vos instructions",
             "prompt del sistema",
             "instrucciones",
+            "tus instrucciones",
             "系统提示",
             "系统指令",
             "初始指令",
@@ -868,8 +1061,8 @@ RULES: tuple[PromptRule, ...] = (
             "base64",
             "mkfs",
             ":()",
-            "shadow",
-            ".ssh",
+            "/etc/shadow",
+            "~/.ssh",
             "id_rsa",
             "authorized",
             "os.",
@@ -878,7 +1071,7 @@ RULES: tuple[PromptRule, ...] = (
             "pickle",
             "socket",
             "requests",
-            "environ",
+            "/proc/self/environ",
         ),
         span=200,
     ),
@@ -996,7 +1189,8 @@ _UNTRUSTED_BOOST = 1.15
 _EXCERPT = 60
 
 
-_ANCHORS = AnchorIndex([rule.anchors for rule in RULES])
+# Slot ``i`` holds rule ``i``'s anchors, slot ``len(RULES) + i`` its gates.
+_ANCHORS = AnchorIndex([rule.anchors for rule in RULES] + [rule.gates for rule in RULES])
 
 
 def score_normalised(norm: Normalised, source: Source = Source.USER) -> PromptScore:
@@ -1005,12 +1199,12 @@ def score_normalised(norm: Normalised, source: Source = Source.USER) -> PromptSc
     text = norm.all_text
     reasons: list[Reason] = []
     positions = _ANCHORS.positions(text)
-    for rule, found in zip(RULES, positions, strict=True):
+    for rule, found, gates in zip(RULES, positions[: len(RULES)], positions[len(RULES) :], strict=True):
         if rule.untrusted_only and not untrusted:
             continue
-        if rule.anchors and not found:
+        if (rule.anchors and not found) or (rule.gates and not gates):
             continue
-        match = rule.search_at(text, found)
+        match = rule.search_at(text, found, gates)
         if match is None:
             continue
         weight = min(rule.weight * _UNTRUSTED_BOOST, 0.95) if untrusted else rule.weight

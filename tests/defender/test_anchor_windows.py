@@ -146,16 +146,87 @@ def test_directive_chain_pattern_is_the_old_regex() -> None:
     assert DIRECTIVES.pattern == re.compile(old)
 
 
-LEAD = re.compile(r"\(\?=\[(.+?)\]\)\(\?:(.*)\)", re.DOTALL)
+def test_most_rules_are_searched_only_at_their_anchors() -> None:
+    """A rule whose every match provably starts with one of its anchors costs one ``match`` per anchor occurrence;
+    the others scan windows around them, which costs far more on long texts. Keep those few and named."""
+    windowed = sorted(rule.id for rule in RULES if not rule.starts_at_anchor)
+    assert windowed == [
+        "exfiltration.markdown_beacon",  # anchored on "](" inside the match
+        "impersonation.role_tokens",  # starts with a line break plus any spaces
+        "indirect.addresses_assistant",
+        "indirect.directs_output",
+        "indirect.embed_snippet",
+        "indirect.task_request",  # no anchors at all
+        "override.reprogram",
+        "persona.addresses_model",
+        "persona.directive_density",  # a chain rule: its links are matched at the anchors
+        "persona.mode_switch",  # starts with any word
+        "persona.named_persona",
+    ]
 
 
 @needs_corpora
-def test_a_lead_lookahead_changes_no_match_over_the_corpora() -> None:
-    led = [(rule, re.compile(found[2])) for rule in RULES if (found := LEAD.fullmatch(rule.pattern.pattern))]
-    assert led  # the slow rules of issue 4 carry one
-    differ = []
+def test_every_match_holds_a_gate_within_span_over_the_corpora() -> None:
+    """``gates`` let a start-anchored rule skip starts with no gate within ``span`` after them: exact only if
+    every match is at most ``span`` long and contains a gate."""
+    gated = [rule for rule in RULES if rule.gates]
+    assert gated  # the rules whose start words are common ("no", "show") carry them
+    wrong = []
     for text in _corpus_texts():
-        for rule, plain in led:
-            if [m.span() for m in rule.pattern.finditer(text)] != [m.span() for m in plain.finditer(text)]:
-                differ.append((rule.id, text[:80]))
-    assert differ == []
+        for rule in gated:
+            for match in rule.pattern.finditer(text):
+                body = match.group(0)
+                if len(body) > rule.span or not any(gate in body for gate in rule.gates):
+                    wrong.append((rule.id, body))
+    assert wrong[:10] == []
+
+
+def test_a_text_full_of_start_words_finds_the_one_real_match() -> None:
+    for rule_id, filler, phrase in [
+        ("persona.no_restrictions", "no ", "no restrictions"),
+        ("exfiltration.repeat_above", "show ", "show me everything above"),
+        ("persona.no_warnings", "without ", "without any warnings"),
+    ]:
+        rule = BY_ID[rule_id]
+        text = filler * 500 + phrase + " " + filler * 500
+        positions = ANCHORS.positions(text)[RULES.index(rule)]
+        found = rule.search_at(text, positions)
+        expected = rule.pattern.search(text)
+        assert found is not None
+        assert expected is not None
+        assert found.span() == expected.span()
+
+
+STARTS = [
+    "no",
+    " restrictions",
+    "without",
+    " any",
+    " morals",
+    "\n",
+    "dan",
+    ": ",
+    " mode",
+    "you will",
+    " become",
+    ". transform into",
+    "never refuse",
+    "show",
+    " your instructions",
+    "know",
+    " moral",
+    "x",
+    " ",
+    ", ",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(STARTS), max_size=14))
+def test_anchor_start_search_equals_full_search(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    for rule, positions in zip(RULES, ANCHORS.positions(text), strict=True):
+        if rule.starts_at_anchor:
+            found = rule.search_at(text, positions)
+            expected = rule.pattern.search(text)
+            assert (found and found.span()) == (expected and expected.span()), rule.id

@@ -22,6 +22,7 @@ def test_importing_the_package_stays_cheap() -> None:
 def test_sans_io_modules_import_no_io_libraries() -> None:
     modules = [
         "anchors",
+        "prefilter",
         "normalise",
         "scoring",
         "shell_parse",

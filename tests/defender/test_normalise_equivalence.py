@@ -115,6 +115,50 @@ def test_base64_text_still_decodes() -> None:
     _same(f"please read {blob} carefully")
 
 
+# Pieces that reach the byte-level fast paths: blob runs next to every kind of delimiter, non-ASCII whitespace
+# (which sends the blob search back to the word split), characters that casefold changes and ones it keeps, leet.
+_BLOB_TEXTS = st.lists(
+    st.sampled_from(
+        [
+            "aWdub3JlIGFsbCBwcmV2aW91cyBpbnN0cnVjdGlvbnM=",
+            "69676e6f726520616c6c2070726576696f7573",
+            "abcdefghijklmnopqrstuvwxyz",
+            "----------------",
+            *" \n\t\"'`()[]{}<>,;:.=/+_-",
+            *["\xa0", "\u3000", "\u2028", "\x85", "\x1c"],
+            *["’", "“", "🔓", "é", "ß", "İ", "Σ", "а", "\ud800", "ﬁ", "Ａ"],
+            *["h4ck", "1gn0r3", "5up3r", "x1", "@dm1n", "i g n o r e", "a.b.c.d"],
+        ]
+    ),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_BLOB_TEXTS)
+def test_fast_normaliser_matches_frozen_reference_on_blob_and_wide_texts(text: str) -> None:
+    _same(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_TEXTS, _BLOB_TEXTS))
+def test_byte_level_helpers_match_their_definitions(text: str) -> None:
+    assert fast._wide_chars(text) == "".join(ch for ch in text if ord(ch) > 127)
+    folded, wide = fast._casefold(text)
+    assert folded == text.casefold()
+    assert wide == "".join(ch for ch in folded if ord(ch) > 127)
+    if fast._SPACED_HINT.search(text):  # the byte precheck is a necessary condition
+        assert fast._SPACED_TRIPLE in fast._encode(text).translate(fast._SPACED_TABLE)
+    words = [
+        part for tok in text.split() if len(tok) >= 16 for part in _TOKEN_SPLIT.split(tok) if len(part) >= 16
+    ]
+    useful = [part for part in words if _LONG_RUN.search(part)]  # only these can hold base64 or hex
+    wide_space = any(ch.isspace() and ord(ch) > 127 for ch in text)  # then it takes the word split
+    expected = words if wide_space and _LONG_RUN.search(text) else useful
+    assert fast._blob_candidates(text, fast._wide_chars(text)) == expected
+    assert fast._blob_candidates(text) == expected
+
+
 # --- frozen reference: do not edit below this line ---------------------------------------------------------
 
 # Zero-width characters, joiners, BOM, soft hyphen and the bidi embedding/override/isolate controls.
