@@ -262,7 +262,7 @@ _DIRECTIVE_VERBS = (
 )
 _OUTPUT_OBJECTS = (
     r"response|responses|answer|answers|reply|replies|output|message|summary|solution|code|implementation"
-    r"|algorithm|codebase|program|elucidation|explanation|result|text|program logic|code foundation"
+    r"|algorithm|codebase|program|explanation|result|text"
 )
 
 RULES: tuple[PromptRule, ...] = (
@@ -800,7 +800,7 @@ RULES: tuple[PromptRule, ...] = (
         "persona",
         0.25,
         r"\[(?:insert prompt here|prompt|targetlanguage|your prompt|question|insert question|input|output)\]"
-        r"|<(?:input|output|prompt)>|\{generator\.name\}|\blimit output to\b|\bawait (?:\[?input|user)",
+        r"|<(?:input|output|prompt)>|\blimit output to\b|\bawait (?:\[?input|user)",
         (
             "[insert",
             "[prompt",
@@ -812,7 +812,6 @@ RULES: tuple[PromptRule, ...] = (
             "<input",
             "<output",
             "<prompt",
-            "{generator",
             "limit output",
             "await",
         ),
@@ -1112,7 +1111,6 @@ RULES: tuple[PromptRule, ...] = (
             "implementation",
             "algorithm",
             "program",
-            "elucidation",
             "explanation",
             "result",
             "text",
@@ -1163,7 +1161,7 @@ RULES: tuple[PromptRule, ...] = (
         r"(?:^|[.!?] |\n)(?:please )?(?:write|provide|summari[sz]e|analy[sz]e|describe|recommend|suggest|explain"
         r"|determine|classify|list|generate|compose|draft|help me|show me|tell me|give me|create|calculate"
         r"|compare|identify|evaluate|outline|predict|assess|investigate|discuss|examine)\b"
-        r"|(?:^|[.!?] |\n)(?:how (?:can|do|does|should|would|have|has|is|are|will) |what (?:are|is|were|movies) "
+        r"|(?:^|[.!?] |\n)(?:how (?:can|do|does|should|would|have|has|is|are|will) |what (?:are|is|were) "
         r"|can you |could you |is this |which |who (?:won|are|is) )[^?\n]{5,200}\?",
         (),
         untrusted_only=True,
