@@ -7,8 +7,11 @@ built-in channels:
   isGroup?, mentioned?}``; entries are gated (allowlist deny-by-default, mention in groups), handed to the
   handler, and only then acknowledged with ``channel.ack {"messageId"}``. Until acknowledged the plugin
   keeps offering them (at-least-once; the idempotency key ``plugin:<name>:<messageId>`` dedupes);
-- a retryable handler or plugin error backs off and polls again; a non-retryable refusal from the
-  handler is final and acknowledged;
+- a retryable handler or plugin error backs off and polls again, and so does any
+  :class:`~appliance.errors.Unavailable` from the plugin (a JSON-RPC error answer, a protocol error
+  that got it restarted): the process is supervised, so "not now" is never final. Only a refusal such
+  as a capability the plugin never declared (``Forbidden``) ends :meth:`run`; a non-retryable refusal
+  from the handler is final for that message and acknowledged;
 - ``channel.send {"chatId", "text"}`` is called once per part (split at the declared limit) and answers
   ``{"messageId"}``.
 This module talks to the plugin through :class:`PluginCaller` (structural), so it does not import the
@@ -33,7 +36,7 @@ from appliance.channels.base import (
     SentMessage,
     split_message,
 )
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, Unavailable
 from appliance.log import get_logger
 
 __all__ = ["PluginCaller", "PluginChannelAdapter"]
@@ -103,7 +106,7 @@ class PluginChannelAdapter:
                         break
                     accepted += await self._deliver(entry, handler)
             except ApplianceError as exc:
-                if not exc.retryable:
+                if not (exc.retryable or isinstance(exc, Unavailable)):
                     raise
                 delay = self._backoff.next_delay()
                 log.warning(

@@ -8,17 +8,27 @@ Rules:
 - :meth:`PluginConnection.call` refuses methods outside the declared-and-granted capabilities before
   sending anything, bounds every call with a timeout (:class:`PluginTimeout`; a late answer is dropped),
   and fails every outstanding call with :class:`PluginCrashed` when the process dies;
-- stdout lines are bounded (``max_line_bytes``; an oversized line kills the plugin), stderr keeps only a
-  bounded tail for the crash log;
+- stdout lines are bounded (``max_line_bytes``; an oversized line kills the plugin); each stderr line
+  becomes a ``plugin_stderr`` log event with the plugin's name (cut at ``stderr_line_chars``, at most
+  ``stderr_lines_per_min`` a minute, the rest counted in ``plugin_stderr_dropped``), and a bounded tail
+  is kept for the crash log;
+- the plugin runs in its own session (process group): stopping it closes stdin, waits
+  ``stop_timeout_s``, then sends SIGTERM to the group, waits again, then SIGKILL; whatever is left of the
+  group after the plugin exits is killed, so no helper process it forked outlives it;
 - :class:`PluginSupervisor` keeps one plugin running, restarting it with capped jittered backoff after a
-  crash; a refused handshake (:class:`PluginRefused`) is not retried: restarting cannot fix it.
+  crash; a refused handshake (:class:`PluginRefused`) is not retried: restarting cannot fix it. Its
+  ``state`` (``starting``, ``running``, ``restarting``, ``failed``, ``stopped``), ``restarts``, ``pids``
+  and ``last_error`` are what ``health`` and ``status`` report.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import itertools
+import os
 import random
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
@@ -45,7 +55,14 @@ from appliance.plugins.rpc import (
     parse_message,
 )
 
-__all__ = ["PluginConnection", "PluginSpec", "PluginSupervisor", "open_plugin", "python_plugin_argv"]
+__all__ = [
+    "PluginConnection",
+    "PluginSpec",
+    "PluginSupervisor",
+    "SupervisorState",
+    "open_plugin",
+    "python_plugin_argv",
+]
 
 log = get_logger("appliance.plugins")
 
@@ -72,6 +89,8 @@ class PluginSpec:
     stop_timeout_s: float = 2.0
     max_line_bytes: int = 1_048_576
     stderr_tail_bytes: int = 8_192
+    stderr_line_chars: int = 2_000
+    stderr_lines_per_min: int = 600
     env: dict[str, str] | None = None
     cwd: str | None = None
 
@@ -202,9 +221,39 @@ class PluginConnection:
 
     async def _read_stderr(self) -> None:
         assert self.process.stderr is not None
+        pending = b""
+        window_start, logged, dropped = trio.current_time(), 0, 0
+        limit = self.spec.stderr_line_chars
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             while data := await self.process.stderr.receive_some(65_536):
                 self.stderr_tail = (self.stderr_tail + data)[-self.spec.stderr_tail_bytes :]
+                *lines, pending = (pending + data).split(b"\n")
+                if len(pending) > limit * 4:  # a runaway line without newline: log what we have
+                    lines.append(pending)
+                    pending = b""
+                for raw in lines:
+                    text = raw.decode("utf-8", "replace").rstrip()
+                    if not text:
+                        continue
+                    now = trio.current_time()
+                    if now - window_start >= 60.0:
+                        if dropped:
+                            log.warning("plugin_stderr_dropped", plugin=self.spec.name, lines=dropped)
+                        window_start, logged, dropped = now, 0, 0
+                    if logged >= self.spec.stderr_lines_per_min:
+                        dropped += 1
+                        continue
+                    logged += 1
+                    log.info("plugin_stderr", plugin=self.spec.name, pid=self.pid, line=text[:limit])
+        if pending.strip():
+            log.info(
+                "plugin_stderr",
+                plugin=self.spec.name,
+                pid=self.pid,
+                line=pending.decode("utf-8", "replace")[:limit],
+            )
+        if dropped:
+            log.warning("plugin_stderr_dropped", plugin=self.spec.name, lines=dropped)
 
 
 @contextlib.asynccontextmanager
@@ -218,6 +267,7 @@ async def open_plugin(spec: PluginSpec) -> AsyncIterator[PluginConnection]:
             stderr=subprocess.PIPE,
             env=spec.env,
             cwd=spec.cwd,
+            start_new_session=True,  # its own process group: stopping it reaches whatever it forked
         )
     except OSError as exc:
         raise PluginCrashed(f"cannot start plugin {spec.name}: {exc}", details={"plugin": spec.name}) from exc
@@ -256,8 +306,14 @@ async def open_plugin(spec: PluginSpec) -> AsyncIterator[PluginConnection]:
         raise leaf from group
 
 
+def _signal_group(process: trio.Process, signum: int) -> None:
+    """Signal the plugin's process group (it leads its own session); quiet when nothing is left."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
 async def _stop(conn: PluginConnection) -> None:
-    """``shutdown`` (best effort), close stdin, then kill after ``stop_timeout_s``."""
+    """``shutdown`` (best effort), close stdin, wait; then SIGTERM, wait; then SIGKILL (whole group)."""
     process = conn.process
     if process.returncode is None and conn._dead is None:
         with contextlib.suppress(ApplianceError):
@@ -268,8 +324,15 @@ async def _stop(conn: PluginConnection) -> None:
     with trio.move_on_after(conn.spec.stop_timeout_s):
         await process.wait()
     if process.returncode is None:
-        process.kill()
+        log.info("plugin_terminating", plugin=conn.spec.name, pid=conn.pid)
+        _signal_group(process, signal.SIGTERM)
+        with trio.move_on_after(conn.spec.stop_timeout_s):
+            await process.wait()
+    if process.returncode is None:
+        log.warning("plugin_killed", plugin=conn.spec.name, pid=conn.pid)
+        _signal_group(process, signal.SIGKILL)
         await process.wait()
+    _signal_group(process, signal.SIGKILL)  # helpers the plugin forked and left behind
     if process.returncode not in (0, None):
         log.warning(
             "plugin_exited",
@@ -277,6 +340,14 @@ async def _stop(conn: PluginConnection) -> None:
             returncode=process.returncode,
             stderr_tail=conn.stderr_tail[-512:].decode("utf-8", "replace"),
         )
+
+
+class SupervisorState(enum.StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RESTARTING = "restarting"
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 class PluginSupervisor:
@@ -294,15 +365,39 @@ class PluginSupervisor:
         self.spec = spec
         self.restarts = 0
         self.pids: list[int] = []
+        self.state = SupervisorState.STARTING
+        self.last_error: str | None = None
         self._backoff = Backoff(restart_base_s, restart_cap_s, 0.5, rand)
         self._max_restarts = max_restarts
         self._conn: PluginConnection | None = None
         self._new_conn = trio.Event()
 
+    @property
+    def pid(self) -> int | None:
+        """The running plugin's pid, None between runs."""
+        conn = self._conn
+        return conn.pid if conn is not None and conn.alive else None
+
+    @property
+    def manifest(self) -> PluginManifest | None:
+        conn = self._conn
+        return conn.manifest if conn is not None else None
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started()`` after the first successful handshake.
 
         Raises PluginRefused at once, and the last failure once ``max_restarts`` is exceeded."""
+        try:
+            await self._run(task_status)
+        except ApplianceError as exc:
+            self.state = SupervisorState.FAILED
+            self.last_error = exc.message
+            raise
+        finally:
+            if self.state is not SupervisorState.FAILED:
+                self.state = SupervisorState.STOPPED
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         started = False
         while True:
             crashed_after_ready = False
@@ -310,6 +405,7 @@ class PluginSupervisor:
                 async with open_plugin(self.spec) as conn:
                     self._conn = conn
                     self.pids.append(conn.pid)
+                    self.state = SupervisorState.RUNNING
                     self._new_conn.set()
                     self._new_conn = trio.Event()
                     if not started:
@@ -317,6 +413,7 @@ class PluginSupervisor:
                         task_status.started()
                     await conn.process.wait()
                     crashed_after_ready = True
+                    self.last_error = f"exited with code {conn.process.returncode}"
                     log.warning("plugin_crashed", plugin=self.spec.name, returncode=conn.process.returncode)
             except (PluginCrashed, PluginTimeout, PluginProtocolError) as exc:
                 if (
@@ -325,11 +422,13 @@ class PluginSupervisor:
                     and not started
                 ):
                     raise
+                self.last_error = exc.message
                 log.warning("plugin_failed", plugin=self.spec.name, error=exc.message)
                 if self._max_restarts is not None and self.restarts >= self._max_restarts:
                     raise
             finally:
                 self._conn = None
+            self.state = SupervisorState.RESTARTING
             if crashed_after_ready:
                 self._backoff.reset()
             self.restarts += 1

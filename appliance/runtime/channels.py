@@ -16,7 +16,11 @@ Rules:
 - a turn that did not begin within ``begin_timeout_s`` raises :class:`~appliance.errors.Unavailable`
   (retryable: the adapter does not acknowledge, the platform redelivers, the run id dedupes).
 
-:func:`open_channels` starts the configured adapters under the liveness watchdog for ``serve``.
+:func:`open_channels` starts the configured adapters under the liveness watchdog for ``serve``, and the
+enabled plugin sidecars (``plugins.enabled``) under their supervisor: a plugin of kind ``channel`` is a
+channel like the others (``plugin:<name>``, chat ids ``plugin:<name>:<chat>``, same bridge, same outbox);
+a plugin that fails for good is reported in ``health.plugins.errors`` and stopped, never taking the
+gateway down.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from appliance.channels import ChannelRouter, InboundMessage, OutboundSender
+from appliance.channels import ChannelRouter, InboundMessage, OutboundSender, SentMessage
 from appliance.errors import DefenderBlocked, Unavailable
 from appliance.log import get_logger
 from appliance.store.migrations import OUTBOX_SCHEMA_SQL
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
     from appliance.config.settings import ChannelsSettings, Settings
     from appliance.defender.engine import Defender
     from appliance.gateway.state import GatewayState
+    from appliance.plugins import PluginFleet
     from appliance.store import Database
 
 __all__ = [
@@ -74,8 +79,9 @@ def _segment(raw: str) -> str:
 
 
 def channel_session_key(msg: InboundMessage, agent_id: str = "main") -> str:
-    """``agent:<id>:<channel>:direct:<peer>`` or ``...:group:<chat>`` (OpenClaw's per-peer shapes)."""
-    chat = msg.chat_id.removeprefix("tg:").removeprefix("hook:")
+    """``agent:<id>:<channel>:direct:<peer>`` or ``...:group:<chat>`` (OpenClaw's per-peer shapes); a
+    plugin channel's chat ``plugin:<name>:C1`` is keyed ``agent:<id>:plugin-<name>:direct:c1``."""
+    chat = msg.chat_id.removeprefix("tg:").removeprefix("hook:").removeprefix(f"{msg.channel}:")
     kind = "group" if msg.is_group else "direct"
     return f"agent:{agent_id}:{_segment(msg.channel)}:{kind}:{_segment(chat)}"
 
@@ -107,6 +113,7 @@ class ChannelBridge:
         agent_id: str = "main",
         begin_timeout_s: float = 30.0,
         wall_ms: Callable[[], int] = _wall_ms,
+        publish: Callable[[str], Callable[[str, dict[str, Any], bool], None]] | None = None,
     ) -> None:
         self.db = db
         self._runtime = runtime
@@ -116,6 +123,8 @@ class ChannelBridge:
         self.agent_id = agent_id
         self.begin_timeout_s = begin_timeout_s
         self.wall_ms = wall_ms
+        #: session key -> event sink for the gateway's subscribers (state.fanout.run_sink); None = nobody
+        self._publish = publish
         self._delivering: set[str] = set()
         db.execute(OUTBOX_SCHEMA_SQL)
 
@@ -137,9 +146,12 @@ class ChannelBridge:
             return  # to ``_delivering.add`` below, so exactly one copy submits and delivers
         self._owe(run_id, msg.chat_id, "turn")
         begun = trio.Event()
+        fan = self._publish(key) if self._publish is not None else None
 
         def sink(event: str, payload: dict[str, Any], droppable: bool) -> None:
             begun.set()  # the first event comes after the turn row and the user message are stored
+            if fan is not None:  # clients subscribed to this session (sessions.messages.subscribe, TUI)
+                fan(event, payload, droppable)
 
         request = TurnRequest(session_key=key, message=msg.text, run_id=run_id, agent_id=self.agent_id)
         runtime.submit(request, sink)
@@ -249,13 +261,35 @@ class ChannelBridge:
 # -- serve wiring ------------------------------------------------------------------------------------
 
 
+class _Router(ChannelRouter):
+    """The channel router plus plugin channels, which own chat ids by prefix (``plugin:<name>:``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_prefix: dict[str, Any] = {}
+
+    def add_prefixed(self, prefix: str, adapter: Any) -> None:
+        self._by_prefix[prefix] = adapter
+
+    def owns(self, jid: str) -> bool:
+        return any(jid.startswith(p) for p in self._by_prefix) or super().owns(jid)
+
+    async def send(self, chat_id: str, text: str) -> SentMessage:
+        for prefix, adapter in self._by_prefix.items():
+            if chat_id.startswith(prefix):
+                return await adapter.send(chat_id, text)  # type: ignore[no-any-return]
+        return await super().send(chat_id, text)
+
+
 @attrs.define
 class OpenChannels:
-    """What :func:`open_channels` started: the router (outbound by chat id), the bridge and the adapters."""
+    """What :func:`open_channels` started: the router (outbound by chat id), the bridge, the adapters
+    and the plugin fleet (None when no plugin is enabled)."""
 
     router: ChannelRouter
     bridge: ChannelBridge
     adapters: dict[str, Any] = attrs.Factory(dict)
+    plugins: PluginFleet | None = None
 
 
 def quarantine_path(settings: Settings) -> Path:
@@ -290,7 +324,8 @@ def open_channels(
 ) -> OpenChannels:
     """Start every enabled channel (``channels`` defaults to ``state.settings.channels``) under the
     watchdog in ``nursery``, answering through ``state``'s agent runtime (the work services start on
-    the first message). Raises ConfigError for a channel enabled without its secret."""
+    the first message), and every enabled plugin (see :func:`open_plugins`). Raises ConfigError for a
+    channel enabled without its secret, and for a missing or invalid plugin (before starting anything)."""
     from appliance.channels import SqliteOffsetStore
     from appliance.channels.watchdog import Heartbeat, supervise_channel
     from appliance.errors import ConfigError
@@ -298,7 +333,8 @@ def open_channels(
 
     settings = state.settings
     cfg = channels if channels is not None else settings.channels
-    router = ChannelRouter()
+    fleet = _load_fleet(settings)  # a broken plugin install stops here, before anything started
+    router = _Router()
     bridge = ChannelBridge(
         db=state.db,
         runtime=functools.partial(runtime_ready, state),
@@ -306,8 +342,9 @@ def open_channels(
         nursery=nursery,
         defender=defender if defender is not None else build_defender(settings),
         wall_ms=state.wall_ms,
+        publish=state.fanout.run_sink,
     )
-    opened = OpenChannels(router, bridge)
+    opened = OpenChannels(router, bridge, plugins=fleet)
 
     def supervise(name: str, adapter: Any, stall_after_s: float | None, heartbeat: Heartbeat | None) -> None:
         """Run ``adapter`` in the nursery, under the watchdog when it has a liveness signal."""
@@ -368,10 +405,111 @@ def open_channels(
         hook = WebhookAdapter(cfg.webhook)
         router.add(ChannelKind.WEBHOOK, hook)
         supervise("webhook", hook, None, None)
+    if fleet is not None:
+        open_plugins(
+            state, nursery, fleet, bridge=bridge, router=router, opened=opened, max_messages=max_messages
+        )
     if opened.adapters:
         nursery.start_soon(_resume, bridge, name="channel-outbox-resume")
     log.info("channels_opened", channels=sorted(opened.adapters))
     return opened
+
+
+def _load_fleet(settings: Settings) -> PluginFleet | None:
+    """The enabled plugins, loaded and checked; None when none is enabled. Raises PluginManifestError."""
+    if not settings.plugins.enabled:
+        return None
+    from appliance.plugins import PluginFleet
+
+    return PluginFleet.from_settings(settings)
+
+
+def open_plugins(
+    state: GatewayState,
+    nursery: trio.Nursery,
+    fleet: PluginFleet,
+    *,
+    bridge: ChannelBridge,
+    router: _Router,
+    opened: OpenChannels,
+    max_messages: int | None = None,
+) -> None:
+    """Start each plugin of ``fleet`` under its supervisor in ``nursery`` and register the fleet for
+    ``health``/``status``; a ``channel`` plugin also gets a :class:`PluginChannelAdapter` under the
+    watchdog, feeding ``bridge``. When either side fails for good, both stop and the plugin is reported
+    in ``health.plugins.errors``."""
+    from appliance.channels import Allowlist, Capabilities
+    from appliance.channels.plugin_channel import PluginChannelAdapter
+    from appliance.channels.watchdog import Heartbeat, supervise_channel
+    from appliance.errors import ApplianceError
+    from appliance.plugins import PluginKind, register_fleet
+
+    register_fleet(state, fleet)
+    wd = state.settings.channels.watchdog
+    for name, definition in fleet.definitions.items():
+        supervisor = fleet.supervisors[name]
+        options = definition.channel
+        if definition.kind is not PluginKind.CHANNEL or options is None:
+            nursery.start_soon(fleet.run_plugin, name, name=f"plugin:{name}")
+            continue
+        beat = Heartbeat()
+        prefix = f"plugin:{name}:"
+        adapter = PluginChannelAdapter(
+            name,
+            supervisor,
+            capabilities=Capabilities(
+                groups=True, mentions=True, max_message_chars=options.max_message_chars
+            ),
+            allowlist=Allowlist.of(
+                options.allow_sender_ids, options.allow_chat_ids, allow_all=options.allow_all
+            ),
+            jid_prefix=prefix,
+            require_mention_in_groups=options.require_mention_in_groups,
+            poll_timeout_s=options.poll_timeout_s,
+            on_alive=beat.beat,
+        )
+        router.add_prefixed(prefix, adapter)
+        opened.adapters[adapter.name] = adapter
+        stall = max(wd.stall_after_s, options.poll_timeout_s + state.settings.plugins.call_timeout_s + 10)
+
+        async def run_channel(
+            name: str = name,
+            adapter: PluginChannelAdapter = adapter,
+            beat: Heartbeat = beat,
+            stall: float = stall,
+        ) -> None:
+            async def poll() -> int:
+                return await adapter.run(bridge, max_messages=max_messages)
+
+            try:
+                async with trio.open_nursery() as inner:
+
+                    async def plugin() -> None:
+                        await fleet.run_plugin(name)
+                        inner.cancel_scope.cancel()  # the plugin gave up: so does its channel
+
+                    async def channel() -> None:
+                        try:
+                            await supervise_channel(
+                                adapter.name,
+                                poll,
+                                beat,
+                                stall_after_s=stall,
+                                restart_base_s=wd.restart_base_s,
+                                restart_cap_s=wd.restart_cap_s,
+                            )
+                        except ApplianceError as exc:  # a non-retryable answer: stop this plugin only
+                            fleet.fail(name, f"channel stopped: {exc.message}")
+                        inner.cancel_scope.cancel()
+
+                    inner.start_soon(plugin)
+                    inner.start_soon(channel)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await adapter.aclose()
+
+        nursery.start_soon(run_channel, name=f"channel:{adapter.name}")
+    log.info("plugins_started", plugins=sorted(fleet.definitions))
 
 
 async def _resume(bridge: ChannelBridge) -> None:

@@ -95,7 +95,7 @@ async def call(
 
 
 #: keys the appliance adds to OpenClaw's status (clients ignore unknown keys)
-STATUS_EXTENSIONS = {"queue", "integrity"}
+STATUS_EXTENSIONS = {"queue", "integrity", "plugins"}
 STATUS_KEYS = STATUS_EXTENSIONS | {
     "runtimeVersion",
     "hostDesktop",

@@ -717,5 +717,5 @@ async def test_payload_keys_match_the_real_gateways(name: str) -> None:
         assert ours["mode"] == real["mode"]
         assert ours["reason"] == real["reason"]
     else:
-        extensions = {"queue", "integrity"} if name == "status" else set()  # appliance-only status keys
+        extensions = {"queue", "integrity", "plugins"} if name == "status" else set()  # appliance-only keys
         assert set(ours) == set(real) | extensions

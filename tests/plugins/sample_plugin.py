@@ -10,22 +10,55 @@ Standard library only, to show that a plugin needs no SDK. Capabilities:
 ``--mode channel`` adds the generic channel contract (``channel.poll``/``channel.ack``/``channel.send``,
 with an inbox seeded from ``--inbox JSON`` and ``sample.outbox`` to read what was sent).
 
+``--spool DIR`` (with ``--mode channel``) makes the channel file-backed, for tests that run it under a
+real ``appliance serve``: ``DIR/inbox.jsonl`` is re-read on every poll (the test appends messages),
+acknowledgements live in memory only (so a restarted plugin offers everything again: redelivery),
+sends are appended to ``DIR/outbox.jsonl``, and each start appends its pid to ``DIR/pids`` and says
+hello on stderr. While ``DIR/hold`` exists the plugin exits at once (code 4): a plugin that keeps
+failing to start, for restart tests.
+
 Other ``--mode`` values change the handshake for refusal tests: ``bad-version``, ``greedy`` (declares
-an extra capability), ``garbage`` (writes non-JSON), ``silent`` (never answers the handshake).
+an extra capability), ``garbage`` (writes non-JSON), ``silent`` (never answers the handshake); and the
+stop path: ``forker`` (starts a ``sleep`` helper and reports its pid on stderr), ``stubborn`` (ignores
+``shutdown``, EOF and SIGTERM: only SIGKILL ends it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 CAPABILITIES = ["sample.crash", "sample.echo", "sample.flood", "sample.sleep", "webhook.post"]
 CHANNEL_CAPABILITIES = ["channel.ack", "channel.poll", "channel.send", "sample.outbox"]
 INBOX: list[dict[str, object]] = []
 OUTBOX: list[dict[str, object]] = []
+ACKED: set[object] = set()
+SPOOL: list[Path] = []
+
+
+def spool_inbox() -> list[dict[str, object]]:
+    try:
+        lines = (SPOOL[0] / "inbox.jsonl").read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    entries = [json.loads(line) for line in lines if line.strip()]
+    return [e for e in entries if e.get("messageId") not in ACKED]
+
+
+def spool_poll(timeout_ms: float) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        fresh = spool_inbox()
+        if fresh or time.monotonic() >= deadline:
+            return fresh[:10]
+        time.sleep(0.02)
 
 
 def reply(msg_id: object, result: object = None, error: dict[str, object] | None = None) -> None:
@@ -57,7 +90,16 @@ def handle(method: str, params: dict[str, object], msg_id: object, mode: str) ->
         )
     elif method == "shutdown":
         reply(msg_id, None)
-        return False
+        return mode == "stubborn"
+    elif method == "channel.poll" and SPOOL:
+        reply(msg_id, spool_poll(float(params.get("timeoutMs", 0))))  # type: ignore[arg-type]
+    elif method == "channel.ack" and SPOOL:
+        ACKED.add(params.get("messageId"))
+        reply(msg_id, {})
+    elif method == "channel.send" and SPOOL:
+        with (SPOOL[0] / "outbox.jsonl").open("a") as fh:
+            fh.write(json.dumps(params) + "\n")
+        reply(msg_id, {"messageId": f"out-{time.monotonic_ns()}"})
     elif method == "channel.poll":
         if not INBOX:
             time.sleep(min(0.05, float(params.get("timeoutMs", 0)) / 1000))  # type: ignore[arg-type]
@@ -101,8 +143,24 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", default="normal")
     parser.add_argument("--inbox", default="[]", help="JSON list of channel messages (--mode channel)")
+    parser.add_argument("--spool", default="", help="file-backed channel directory (--mode channel)")
     args = parser.parse_args()
     INBOX.extend(json.loads(args.inbox))
+    if args.spool:
+        SPOOL.append(Path(args.spool))
+        if (SPOOL[0] / "hold").exists():
+            sys.stderr.write("sample plugin held: exiting\n")
+            return 4
+        with (SPOOL[0] / "pids").open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        sys.stderr.write(f"sample plugin started pid {os.getpid()}\n")
+        sys.stderr.flush()
+    if args.mode == "forker":
+        helper = subprocess.Popen(["sleep", "300"])
+        sys.stderr.write(f"helper pid {helper.pid}\n")
+        sys.stderr.flush()
+    if args.mode == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -111,6 +169,8 @@ def main() -> int:
             continue  # notifications: nothing to answer
         if not handle(msg["method"], msg.get("params") or {}, msg["id"], args.mode):
             break
+    while args.mode == "stubborn":
+        time.sleep(1)
     return 0
 
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from appliance.channels import Allowlist, Capabilities, InboundMessage
 from appliance.channels.plugin_channel import PluginChannelAdapter
 from appliance.errors import DefenderBlocked
-from appliance.plugins import PluginSpec, PluginSupervisor, python_plugin_argv
+from appliance.plugins import (
+    PluginCallFailed,
+    PluginSpec,
+    PluginSupervisor,
+    python_plugin_argv,
+)
 
 SAMPLE = str(Path(__file__).with_name("sample_plugin.py"))
 CAPS = ["channel.ack", "channel.poll", "channel.send", "sample.outbox"]
@@ -69,3 +75,35 @@ async def test_plugin_channel_gates_acks_and_sends() -> None:
             assert all(o["chatId"] == "C1" for o in state["outbox"])
             assert state["inbox"] == [{"broken": True}]  # everything with an id was acknowledged
             nursery.cancel_scope.cancel()
+
+
+class FlakyPlugin:
+    """A PluginCaller whose first poll is answered with a JSON-RPC error, then one message."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def call(self, method: str, params: Any = None, *, timeout_s: float | None = None) -> Any:
+        self.calls.append(method)
+        await trio.lowlevel.checkpoint()
+        if method == "channel.poll" and self.calls.count("channel.poll") == 1:
+            raise PluginCallFailed("plugin chat channel.poll failed: upstream down")
+        if method == "channel.poll":
+            return [{"chatId": "C1", "senderId": "U1", "text": "hi", "messageId": "1"}]
+        return {}
+
+
+async def test_an_error_answer_from_the_plugin_is_retried_not_final(autojump_clock: trio.abc.Clock) -> None:
+    plugin = FlakyPlugin()
+    adapter = PluginChannelAdapter(
+        "chat", plugin, capabilities=Capabilities(), allowlist=Allowlist.of(["U1"]), jid_prefix="plugin:chat:"
+    )
+    got: list[InboundMessage] = []
+
+    async def handler(msg: InboundMessage) -> None:
+        got.append(msg)
+
+    with trio.fail_after(120):
+        assert await adapter.run(handler, max_messages=1) == 1
+    assert plugin.calls == ["channel.poll", "channel.poll", "channel.ack"]
+    assert got[0].chat_id == "plugin:chat:C1"

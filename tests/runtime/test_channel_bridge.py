@@ -3,8 +3,9 @@ key, defender block -> quarantine + refusal, and the outbox that answers what a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -224,3 +225,28 @@ async def test_concurrent_copies_of_one_message_answer_once(db: Database) -> Non
             await trio.testing.wait_all_tasks_blocked()
     assert len(out.sent) == 1
     assert turns(db) == 1
+
+
+async def test_a_channel_turn_is_published_to_the_sessions_subscribers(db: Database) -> None:
+    rt, out = make_runtime(db), Outbox()
+    published: list[tuple[str, str, dict[str, Any]]] = []
+
+    def publish(key: str) -> Callable[[str, dict[str, Any], bool], None]:  # state.fanout.run_sink's shape
+        def deliver(event: str, payload: dict[str, Any], droppable: bool) -> None:
+            published.append((key, event, payload))
+
+        return deliver
+
+    async def runtime() -> AgentRuntime:
+        return rt
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            bridge = ChannelBridge(
+                db=db, runtime=runtime, sender=out, nursery=nursery, wall_ms=lambda: NOW, publish=publish
+            )
+            await bridge(message("/tool time_now"))
+            await out.wait(1)
+    assert {key for key, _, _ in published} == {"agent:main:telegram:direct:42"}
+    finals = [p for _, event, p in published if event == "chat" and p.get("state") == "final"]
+    assert len(finals) == 1

@@ -150,6 +150,9 @@ def run_checks(settings: Settings) -> list[Check]:
         checks.append(_check_database(settings, paths))
         checks.append(_check_disk(paths))
     checks += [_check_clock(), _check_token(settings, paths), _check_bind(settings), _check_engine(settings)]
+    from appliance.plugins import doctor_rows  # manifest valid, command executable, listed env set
+
+    checks += [Check(row.name, row.status, row.detail) for row in doctor_rows(settings)]
     return checks
 
 

@@ -126,7 +126,12 @@ async def _serve(settings: Settings, db: Any, paths: DataPaths, profile: str) ->
             if baseline.exists():
                 nursery.start_soon(_recheck_integrity, state, baseline)
             channels = settings.channels
-            if channels.telegram.enabled or channels.whatsapp.enabled or channels.webhook.enabled:
+            if (
+                channels.telegram.enabled
+                or channels.whatsapp.enabled
+                or channels.webhook.enabled
+                or settings.plugins.enabled  # plugin sidecars start with the channels (open_channels)
+            ):
                 from appliance.runtime.channels import open_channels
 
                 started = open_channels(state, nursery)  # each enabled adapter under the watchdog

@@ -118,6 +118,25 @@ def _heartbeat_config() -> dict[str, Any]:
     }
 
 
+def _plugins_health(state: GatewayState) -> dict[str, Any]:
+    """``health.plugins`` from the plugin fleet ``serve`` started (appliance.plugins is imported only
+    when a plugin is enabled)."""
+    if not state.settings.plugins.enabled:
+        return {"loaded": [], "errors": [], "unavailable": []}
+    from appliance.plugins import plugins_health
+
+    return plugins_health(state)
+
+
+def _plugins_status(state: GatewayState) -> dict[str, Any]:
+    """``degradedPlugins`` and the ``plugins`` extension (per-plugin state, pid, restarts, last error)."""
+    if not state.settings.plugins.enabled:
+        return {"degradedPlugins": [], "plugins": []}
+    from appliance.plugins import plugins_status
+
+    return plugins_status(state)
+
+
 def build_health(state: GatewayState, *, started: float | None = None) -> dict[str, Any]:
     """The ``health`` payload (pure but for the store read)."""
     t0 = started if started is not None else state.monotonic()
@@ -127,7 +146,7 @@ def build_health(state: GatewayState, *, started: float | None = None) -> dict[s
         "ok": True,
         "ts": now_ms,
         "durationMs": max(0, int((state.monotonic() - t0) * 1000)),
-        "plugins": {"loaded": [], "errors": [], "unavailable": []},
+        "plugins": _plugins_health(state),
         "configReload": {"hotReloadStatus": "off"},
         "channels": {},
         "channelOrder": [],
@@ -247,7 +266,7 @@ async def status(ctx: MethodContext, params: dict[str, Any]) -> dict[str, Any]:
         "channelSummary": [],
         "queuedSystemEvents": [],
         "degradedSecretOwners": [],
-        "degradedPlugins": [],
+        **_plugins_status(state),  # degradedPlugins, plus plugins (per-sidecar details, an extension)
         "tasks": {
             "total": 0,
             "active": 0,
