@@ -16,8 +16,16 @@ from appliance.agent.loop import (
     no_model_reply,
 )
 from appliance.agent.providers.wire import Completion, ToolCallRequest, Usage
-from appliance.agent.toolbox import ExecOutput, ModelInfo, Toolbox, ToolFailed
-from appliance.agent.tools import REGISTRY, ToolCall, ToolName, ToolRefusal, parse_tool_command, tool_names
+from appliance.agent.toolbox import ExecOutput, ModelInfo, PluginToolSource, Toolbox, ToolFailed
+from appliance.agent.tools import (
+    REGISTRY,
+    PluginToolCall,
+    ToolCall,
+    ToolName,
+    ToolRefusal,
+    parse_tool_command,
+    tool_names,
+)
 from appliance.agent.turns import FAILED_BEFORE_REPLY, TurnPath, TurnRecord, TurnStatus
 
 __all__ = [
@@ -30,6 +38,8 @@ __all__ = [
     "ExecOutput",
     "LocalTurnGate",
     "ModelInfo",
+    "PluginToolCall",
+    "PluginToolSource",
     "QueueTurnGate",
     "ToolCall",
     "ToolCallRequest",

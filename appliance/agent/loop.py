@@ -5,9 +5,10 @@ A turn, in order:
    already in the store returns the first outcome instead (dedupe);
 2. the user message is appended to the transcript (idempotency key ``<runId>:user``);
 3. under the gate (one turn per session, a global cap) and the turn's time limit, one path runs:
-   ``tool`` (``/tool name args``, :mod:`tools`), ``model`` (the provider, with tool calls executed and
-   their results wrapped as untrusted, at most ``max_tool_turns`` rounds), or ``none`` (no provider
-   configured: a clear "no model configured" reply);
+   ``tool`` (``/tool name args``, :mod:`tools`; a built-in or a plugin tool ``plugin_<p>__<t>``),
+   ``model`` (the provider, offered the built-ins plus the plugin tools running now, with tool calls
+   executed and their results wrapped as untrusted, at most ``max_tool_turns`` rounds), or ``none``
+   (no provider configured: a clear "no model configured" reply);
 4. the reply (or a ``run-failed-before-reply`` entry) is appended, usage is recorded, the turn row is
    finished, and one ``turn_finished`` log line is written (request_id, path, status, attempts,
    latency_ms, tokens).
@@ -36,7 +37,15 @@ from appliance.agent.prompt import (
 )
 from appliance.agent.providers.wire import Completion, Usage
 from appliance.agent.toolbox import ModelInfo, Toolbox, ToolFailed, defender_checker, sandbox_runner
-from appliance.agent.tools import ToolCall, ToolName, ToolRefusal, parse_tool_command, tool_names
+from appliance.agent.tools import (
+    PluginToolCall,
+    ToolCall,
+    ToolName,
+    ToolRefusal,
+    parse_tool_command,
+    split_plugin_tool_name,
+    tool_names,
+)
 from appliance.agent.turns import (
     FAILED_BEFORE_REPLY,
     TurnPath,
@@ -444,17 +453,15 @@ class AgentRuntime:
     async def _dispatch(
         self,
         path: TurnPath,
-        parsed: ToolCall | ToolRefusal | None,
+        parsed: ToolCall | PluginToolCall | ToolRefusal | None,
         request: TurnRequest,
         session_id: str,
         progress: _Progress,
     ) -> str:
         if isinstance(parsed, ToolRefusal):
             raise ToolFailed(parsed.message, details={"code": parsed.code})
-        if isinstance(parsed, ToolCall):
-            text = await self._tool(
-                parsed.name, parsed.args, request, progress, call_id=f"{request.run_id}:tool"
-            )
+        if isinstance(parsed, ToolCall | PluginToolCall):
+            text = await self._tool(parsed, request, progress, call_id=f"{request.run_id}:tool")
             await progress.delta(text)
             return text
         if path is TurnPath.NONE:
@@ -464,21 +471,23 @@ class AgentRuntime:
         return await self._model(request, session_id, progress)
 
     async def _tool(
-        self, name: ToolName, args: str, request: TurnRequest, progress: _Progress, *, call_id: str
+        self, call: ToolCall | PluginToolCall, request: TurnRequest, progress: _Progress, *, call_id: str
     ) -> str:
+        name = str(call.name)
         progress.agent(
-            "tool", {"phase": "start", "name": str(name), "toolCallId": call_id, "args": args[:200]}
+            "tool", {"phase": "start", "name": name, "toolCallId": call_id, "args": call.args[:200]}
         )
         try:
-            text = await self.toolbox.run(name, args, session_key=request.session_key)
+            if isinstance(call, PluginToolCall):
+                text = await self.toolbox.run_plugin(call)
+            else:
+                text = await self.toolbox.run(call.name, call.args, session_key=request.session_key)
         except ToolFailed as exc:
             progress.agent(
-                "tool", {"phase": "error", "name": str(name), "toolCallId": call_id, "error": exc.message}
+                "tool", {"phase": "error", "name": name, "toolCallId": call_id, "error": exc.message}
             )
             raise
-        progress.agent(
-            "tool", {"phase": "result", "name": str(name), "toolCallId": call_id, "isError": False}
-        )
+        progress.agent("tool", {"phase": "result", "name": name, "toolCallId": call_id, "isError": False})
         return text
 
     async def _model(self, request: TurnRequest, session_id: str, progress: _Progress) -> str:
@@ -487,7 +496,7 @@ class AgentRuntime:
         past = history(self.db, request.session_key, session_id, limit=self.max_history + 1)
         past = [m for m in past if m.idempotency_key != f"{request.run_id}:user"]
         messages = build_messages(request.agent_id, past, request.message, max_history=self.max_history)
-        tools = tool_schemas()
+        tools = tool_schemas() + await self.toolbox.plugin_schemas()
         progress.agent(
             "lifecycle", {"phase": "model", "provider": provider.name, "model": provider.models[0]}
         )
@@ -505,13 +514,12 @@ class AgentRuntime:
                 )
             )
             for call in completion.tool_calls:
-                try:
-                    name = ToolName(call.name)
-                except ValueError:
+                chosen = _model_tool_call(call.name, call.arguments)
+                if chosen is None:
                     result = f"tool error: unknown tool {call.name!r}"
                 else:
                     try:
-                        result = await self._tool(name, call.arguments, request, progress, call_id=call.id)
+                        result = await self._tool(chosen, request, progress, call_id=call.id)
                     except ToolFailed as exc:
                         result = exc.message
                 boundary = secrets.token_hex(8)
@@ -631,6 +639,17 @@ class AgentRuntime:
             "updatedAt": now,
         }
         progress.sink("task", {"action": "upserted", "task": task}, False)
+
+
+def _model_tool_call(name: str, arguments: str) -> ToolCall | PluginToolCall | None:
+    """What a model's function call names: a built-in, a plugin tool, or nothing we know."""
+    split = split_plugin_tool_name(name)
+    if split is not None:
+        return PluginToolCall(split[0], split[1], arguments)
+    try:
+        return ToolCall(ToolName(name), arguments)
+    except ValueError:
+        return None
 
 
 def _usage_dict(usage: Usage) -> dict[str, int]:

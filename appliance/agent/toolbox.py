@@ -6,7 +6,13 @@ Rules:
 - ``exec`` goes through the defender first (``CommandChecker``; BLOCK and REVIEW both refuse: there is no
   one to approve a review on this path), then through the sandbox (``ExecRunner``); with
   ``sandbox.backend = "none"`` it answers "sandbox not configured";
-- output is capped at ``output_cap_bytes`` (UTF-8), marked when cut.
+- output is capped at ``output_cap_bytes`` (UTF-8), marked when cut;
+- plugin tools (``plugin_<plugin>__<tool>``) come from a :class:`PluginToolSource` (the running fleet's
+  ``tools`` plugins, see :mod:`appliance.plugins.toolset`): listed for the model on every model turn
+  (cheap: cached per plugin process), called with JSON-object arguments. Any failure -- no such tool,
+  plugin down, timeout, crash mid-call, ``isError`` -- is a ToolFailed; no defender check on the way
+  in (the arguments run no shell here: the plugin is the operator's own code with its own grant), and
+  the result is untrusted data on the way out (the loop wraps it before a model reads it).
 The defender and sandbox come in as two small callables so tests and the bench can swap them.
 """
 
@@ -14,13 +20,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from appliance.agent.prompt import message_text
-from appliance.agent.tools import ToolName
+from appliance.agent.tools import (
+    PluginToolCall,
+    ToolName,
+    plugin_arguments,
+    plugin_tool_name,
+    split_plugin_tool_name,
+)
 from appliance.errors import ApplianceError
 from appliance.store import Database, get_session, tail_messages
 
@@ -28,7 +40,16 @@ if TYPE_CHECKING:
     from appliance.config.settings import Settings
     from appliance.sandbox.service import SandboxService
 
-__all__ = ["CommandChecker", "ExecOutput", "ExecRunner", "ModelInfo", "ToolFailed", "Toolbox", "cap_text"]
+__all__ = [
+    "CommandChecker",
+    "ExecOutput",
+    "ExecRunner",
+    "ModelInfo",
+    "PluginToolSource",
+    "ToolFailed",
+    "Toolbox",
+    "cap_text",
+]
 
 
 class ToolFailed(ApplianceError):
@@ -47,6 +68,36 @@ class ExecOutput:
 CommandChecker = Callable[[str, str], Awaitable[str | None]]
 #: (command, group) -> output
 ExecRunner = Callable[[str, str], Awaitable[ExecOutput]]
+
+
+class PluginToolInfo(Protocol):
+    @property
+    def plugin(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+
+
+class PluginToolReply(Protocol):
+    @property
+    def content(self) -> str: ...
+    @property
+    def is_error(self) -> bool: ...
+
+
+class PluginToolSource(Protocol):
+    """What the agent needs of the plugin fleet (``appliance.plugins.PluginToolset``)."""
+
+    async def list_tools(self) -> Sequence[PluginToolInfo]:
+        """Never raises."""
+        ...
+
+    async def call_tool(self, plugin: str, tool: str, arguments: dict[str, Any]) -> PluginToolReply:
+        """Raises ApplianceError for every failure."""
+        ...
 
 
 @attrs.frozen
@@ -72,6 +123,45 @@ class Toolbox:
     sandbox_backend: str = "none"
     check_command: CommandChecker | None = None
     run_exec: ExecRunner | None = None
+    plugins: PluginToolSource | None = None
+
+    async def plugin_schemas(self) -> list[dict[str, Any]]:
+        """Function-calling schemas of the plugin tools offered right now (none without plugins)."""
+        if self.plugins is None:
+            return []
+        schemas = []
+        for tool in await self.plugins.list_tools():
+            name = plugin_tool_name(tool.plugin, tool.name)
+            if split_plugin_tool_name(name) != (tool.plugin, tool.name):
+                continue  # a plugin name with "__", or too long a name: it could not be called back
+            description = f"[plugin {tool.plugin}] {tool.description}".strip()
+            schemas.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": name,
+                        "description": description,
+                        "parameters": dict(tool.parameters),
+                    },
+                }
+            )
+        return schemas
+
+    async def run_plugin(self, call: PluginToolCall) -> str:
+        """Run one plugin tool. Raises ToolFailed (shown to the user, or handed back to the model)."""
+        arguments = plugin_arguments(call.args)
+        if isinstance(arguments, str):
+            raise ToolFailed(f"tool error: {call.name}: {arguments}")
+        if self.plugins is None:
+            raise ToolFailed(f"tool error: {call.name}: no plugins are enabled (plugins.enabled)")
+        try:
+            reply = await self.plugins.call_tool(call.plugin, call.tool, arguments)
+        except ApplianceError as exc:
+            raise ToolFailed(f"tool error: {call.name}: {exc.message}", details=exc.details) from exc
+        text = cap_text(reply.content, self.output_cap_bytes)
+        if reply.is_error:
+            raise ToolFailed(f"tool error: {call.name}: {text}")
+        return text
 
     async def run(self, name: ToolName, args: str, *, session_key: str) -> str:
         """Run one tool. Raises ToolFailed (shown to the user)."""

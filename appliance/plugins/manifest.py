@@ -20,7 +20,9 @@ Rules:
 - every key is checked; an unknown key, a wrong type or a bad value raises :class:`PluginManifestError`
   (a :class:`~appliance.errors.ConfigError`, exit 78) naming the file and the key, in one line;
 - ``capabilities`` is the operator's grant: the plugin is refused at handshake if it declares more. For a
-  channel it defaults to (and must include) ``channel.poll``, ``channel.ack`` and ``channel.send``;
+  channel it defaults to (and must include) ``channel.poll``, ``channel.ack`` and ``channel.send``; for
+  tools it defaults to ``tools.list`` and ``tools.call`` (without them the plugin offers the agent no
+  tools);
 - the plugin gets no environment but a minimal base (``PATH``, locale, ``TZ``) plus the names in ``env``:
   the gateway's own secrets never reach it unless listed;
 - this module reads no file and calls no ``os``: the caller passes the text and the paths.
@@ -42,6 +44,7 @@ from appliance.errors import ConfigError
 __all__ = [
     "CHANNEL_METHODS",
     "MANIFEST_FILE",
+    "TOOL_METHODS",
     "ChannelOptions",
     "PluginDefinition",
     "PluginKind",
@@ -53,6 +56,8 @@ __all__ = [
 
 MANIFEST_FILE = "plugin.toml"
 CHANNEL_METHODS = ("channel.ack", "channel.poll", "channel.send")
+#: the default grant of a ``kind = "tools"`` plugin (see :mod:`appliance.plugins.tool_wire`)
+TOOL_METHODS = ("tools.call", "tools.list")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -199,7 +204,9 @@ def parse_manifest(text: str, *, name: str, directory: str, source: str) -> Plug
             raise top.fail("env", f"{var!r} is not an environment variable name")
     declared = top.strings("capabilities")
     caps = frozenset(
-        declared if declared is not None else (CHANNEL_METHODS if kind is PluginKind.CHANNEL else ())
+        declared
+        if declared is not None
+        else (CHANNEL_METHODS if kind is PluginKind.CHANNEL else TOOL_METHODS)
     )
     for cap in sorted(caps):
         if not _CAPABILITY.fullmatch(cap):

@@ -19,8 +19,10 @@ Rules:
 :func:`open_channels` starts the configured adapters under the liveness watchdog for ``serve``, and the
 enabled plugin sidecars (``plugins.enabled``) under their supervisor: a plugin of kind ``channel`` is a
 channel like the others (``plugin:<name>``, chat ids ``plugin:<name>:<chat>``, same bridge, same outbox);
-a plugin that fails for good is reported in ``health.plugins.errors`` and stopped, never taking the
-gateway down.
+a plugin of kind ``tools`` just runs supervised here: the agent reaches its tools through the fleet this
+registers for the gateway state (:class:`~appliance.plugins.PluginToolset`, wired in
+:mod:`appliance.runtime.services`); a plugin that fails for good is reported in ``health.plugins.errors``
+and stopped, never taking the gateway down.
 """
 
 from __future__ import annotations
@@ -435,8 +437,9 @@ def open_plugins(
     max_messages: int | None = None,
 ) -> None:
     """Start each plugin of ``fleet`` under its supervisor in ``nursery`` and register the fleet for
-    ``health``/``status``; a ``channel`` plugin also gets a :class:`PluginChannelAdapter` under the
-    watchdog, feeding ``bridge``. When either side fails for good, both stop and the plugin is reported
+    ``health``/``status`` (and for the agent's plugin tools, which find it through
+    :func:`~appliance.plugins.fleet_for`); a ``channel`` plugin also gets a :class:`PluginChannelAdapter`
+    under the watchdog, feeding ``bridge``. When either side fails for good, both stop and the plugin is reported
     in ``health.plugins.errors``."""
     from appliance.channels import Allowlist, Capabilities
     from appliance.channels.plugin_channel import PluginChannelAdapter

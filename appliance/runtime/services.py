@@ -11,6 +11,9 @@ Rules:
 - With a sandbox engine configured, one :class:`~appliance.sandbox.service.SandboxService` lives as long
   as the services: the agent's ``exec`` runs through it (one engine connection, opened on the first
   exec; the warm pool when ``sandbox.warm_pool``, staged at start), and its pool is removed at shutdown.
+- With plugins enabled, the agent's toolbox gets the tools of the running ``kind = "tools"`` plugins
+  (:class:`~appliance.plugins.PluginToolset`), resolved through the fleet ``serve`` registers for the
+  gateway state when it opens the channels (which may be after the services started).
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ class Services:
         gate = QueueTurnGate()
         runtime = AgentRuntime.from_settings(settings, state.db, wall_ms=state.wall_ms)
         runtime.gate = gate
+        if settings.plugins.enabled:
+            from appliance.plugins import PluginToolset, fleet_for
+
+            runtime.toolbox.plugins = PluginToolset(
+                lambda: fleet_for(state), call_timeout_s=settings.plugins.call_timeout_s
+            )
 
         async def run_item(item: QueueItem) -> str | None:
             if gate.owns(item.item_id):

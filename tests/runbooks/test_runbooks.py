@@ -136,8 +136,8 @@ def test_pair_a_client(shell: RunbookShell) -> None:
 
 
 def test_add_a_channel(shell: RunbookShell) -> None:
-    # the plugin section (the last 3 blocks) is doc-tested by tests/plugins/test_plugins_runbook.py
-    listing, token_test, enable, ready, *_plugin = blocks("add-a-channel.md", 7)
+    # the plugin sections 5 and 6 (the last 6 blocks) are doc-tested by tests/plugins/test_plugins_runbook.py
+    listing, token_test, enable, ready, *_plugin = blocks("add-a-channel.md", 10)
     assert "telegram" in shell.run(listing)
     with fake_telegram() as server:
         shell.replacements["https://api.telegram.org"] = f"http://127.0.0.1:{server.port}"
