@@ -447,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="extra argument for the spawned serve"
     )
+    parser.add_argument(
+        "--exe", help="the appliance executable to spawn (e.g. dist/appliance/appliance); default: the venv's"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every sample")
     args = parser.parse_args(argv)
     args.duration_s = parse_duration(args.duration)
@@ -470,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         from appliance.testing.process import start_serve
 
         tmp = Path(tempfile.mkdtemp(prefix="appliance-soak-"))
-        serve = start_serve(tmp / "data", extra_args=args.serve_arg)
+        serve = start_serve(tmp / "data", extra_args=args.serve_arg, exe=args.exe)
         proc, url, token, pid = serve.proc, serve.url, serve.token, serve.proc.pid
         database = tmp / "data" / "appliance.sqlite3"
         print(f"spawned appliance serve pid {pid} on {url} (data {tmp / 'data'})", flush=True)

@@ -91,6 +91,7 @@ def start_serve(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     wait: bool = True,
+    exe: str | None = None,
 ) -> ServeProcess:
     port = port if port is not None else free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +99,15 @@ def start_serve(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     full_env.update({"APPLIANCE_GATEWAY_TOKEN": token, "APPLIANCE_LOG_FORMAT": "json"})
     full_env.update(env or {})
-    cmd = [_appliance_exe(), "serve", "--port", str(port), "--data-dir", str(data_dir), *(extra_args or [])]
+    cmd = [
+        exe or _appliance_exe(),
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *(extra_args or []),
+    ]
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=log)
     serve = ServeProcess(proc, port, token, data_dir, log_path)
