@@ -27,7 +27,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import attrs
 import trio
@@ -48,12 +48,14 @@ __all__ = [
     "SandboxBackend",
     "Staged",
     "discard_staged",
+    "inspect_past_exit_race",
     "run_container",
     "run_staged",
     "stage_container",
 ]
 
 log = get_logger("appliance.sandbox")
+_T = TypeVar("_T")
 
 EGRESS_SOCKET = "egress.sock"  # inside RUNNER_PIPE_DIR in the container
 OWNER_LABEL = "appliance.owner_pid"
@@ -497,6 +499,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+async def inspect_past_exit_race(inspect: Callable[[], Awaitable[_T]], cid: str) -> _T:
+    """Inspect a container, retrying Podman's exit race for a moment.
+
+    Podman (its own API and its Docker-compatible one) answers 500 "no such process" when it reads
+    ``/proc/<pid>/cgroup`` in the instant the container's process exits; a retry a few ms later sees
+    the exited state. Any other error is raised at once.
+    """
+    for _ in range(50):
+        try:
+            return await inspect()
+        except SandboxUnavailable as exc:
+            if "no such process" not in str(exc):
+                raise
+            await trio.sleep(0.01)
+    raise SandboxUnavailable(f"inspect of {cid[:12]} kept racing the container's exit")
 
 
 def unavailable(what: str, exc: BaseException) -> SandboxUnavailable:

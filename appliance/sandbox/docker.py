@@ -19,7 +19,14 @@ import httpx
 import trio
 
 from appliance.errors import SandboxUnavailable
-from appliance.sandbox.backend import EngineState, RunResult, remove_orphans, run_container, unavailable
+from appliance.sandbox.backend import (
+    EngineState,
+    RunResult,
+    inspect_past_exit_race,
+    remove_orphans,
+    run_container,
+    unavailable,
+)
 from appliance.sandbox.pipes import default_runtime_dir
 from appliance.sandbox.policy import Mount, MountKind, RunSpec
 
@@ -165,20 +172,15 @@ class DockerBackend:
         return None
 
     async def _inspect_state(self, cid: str) -> dict[str, Any]:
-        """``State`` of a container. Podman's compatible inspect answers 500 "no such process" when it
-        reads ``/proc/<pid>/cgroup`` in the instant the process exits; that race is retried briefly."""
-        for _ in range(50):
-            try:
-                state: dict[str, Any] = (
-                    await self._call("inspect", "GET", f"/containers/{cid}/json")
-                ).json()["State"]
-            except SandboxUnavailable as exc:
-                if "no such process" not in str(exc):
-                    raise
-                await trio.sleep(0.01)
-            else:
-                return state
-        raise SandboxUnavailable(f"docker API inspect of {cid[:12]} kept racing the container's exit")
+        """``State`` of a container (Podman's compatible API races the container's exit: retried)."""
+
+        async def inspect() -> dict[str, Any]:
+            state: dict[str, Any] = (await self._call("inspect", "GET", f"/containers/{cid}/json")).json()[
+                "State"
+            ]
+            return state
+
+        return await inspect_past_exit_race(inspect, cid)
 
     async def kill(self, cid: str) -> None:
         await self._call(

@@ -26,6 +26,7 @@ from appliance.log import get_logger
 from appliance.sandbox.backend import (
     EngineState,
     RunResult,
+    inspect_past_exit_race,
     remove_orphans,
     run_container,
     unavailable,
@@ -223,7 +224,7 @@ class PodmanBackend:
                 int(st.get("ExitCode", -1)), bool(st.get("OOMKilled", False)), int(st.get("Pid") or 0)
             )
 
-        return await _in_thread("inspect", _state)
+        return await inspect_past_exit_race(lambda: _in_thread("inspect", _state), cid)
 
     async def remove(self, cid: str) -> None:
         def _remove() -> None:

@@ -372,23 +372,26 @@ async def test_egress_to_host_loopback_and_non_allowlisted_hosts_is_contained(
             accepted.append(stream)
             await stream.aclose()
 
-    async with trio.open_nursery() as nursery:
+    try:
+        async with trio.open_nursery() as nursery:
+            for listener in listeners:
+                nursery.start_soon(_accept, listener)
+            for net in (NetMode.NONE, NetMode.ALLOW):
+                script = _egress_script(own, target, net)
+                result = await _run(backend, paths, runner_image, script, network=net)
+                out = result.stdout.decode()
+                assert f"own-listener-{own}\ncontrol=0" in out, (out, result.stderr)
+                assert "direct=1" in out, out
+                if net is NetMode.ALLOW:
+                    assert "HTTP/1.1 403 Forbidden" in out, out
+                    assert "proxy-get=1" in out, out
+                table = out[out.index(" face |") :].splitlines()[1:]
+                assert [line.split(":")[0].strip() for line in table if ":" in line] == ["lo"], out
+                assert ("has-egress-sock" in out) is (net is NetMode.ALLOW)  # the audited proxy only
+            nursery.cancel_scope.cancel()
+    finally:  # closed even when an assertion fails, so no socket leaks into the next test's report
         for listener in listeners:
-            nursery.start_soon(_accept, listener)
-        for net in (NetMode.NONE, NetMode.ALLOW):
-            result = await _run(backend, paths, runner_image, _egress_script(own, target, net), network=net)
-            out = result.stdout.decode()
-            assert f"own-listener-{own}\ncontrol=0" in out, (out, result.stderr)
-            assert "direct=1" in out, out
-            if net is NetMode.ALLOW:
-                assert "HTTP/1.1 403 Forbidden" in out, out
-                assert "proxy-get=1" in out, out
-            table = out[out.index(" face |") :].splitlines()[1:]
-            assert [line.split(":")[0].strip() for line in table if ":" in line] == ["lo"], out
-            assert ("has-egress-sock" in out) is (net is NetMode.ALLOW)  # the audited proxy is the only way
-        nursery.cancel_scope.cancel()
-    for listener in listeners:
-        await listener.aclose()
+            await listener.aclose()
     assert accepted == []
 
 
