@@ -10,10 +10,11 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from appliance.sandbox import SandboxBackend, open_backend
 from appliance.sandbox.image import build_runner_image
 from appliance.sandbox.podman import podman_env
 
@@ -69,3 +70,14 @@ def runner_image(podman_socket: str, runtime_dir: str) -> str:
 def runner_image_none(podman_socket: str, runtime_dir: str) -> str:
     del podman_socket
     return build_runner_image(podman_env=podman_env(runtime_dir), tools="none").tag
+
+
+@pytest.fixture(params=["podman", "docker"])
+async def backend(
+    request: pytest.FixtureRequest, podman_socket: str, runtime_dir: str
+) -> AsyncIterator[SandboxBackend]:
+    """Each engine test runs twice: Podman through podman-py, and the Docker API on Podman's socket."""
+    async with open_backend(
+        request.param, socket=podman_socket, runtime_dir=runtime_dir, clean_orphans=False
+    ) as b:
+        yield b

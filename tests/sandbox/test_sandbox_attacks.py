@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -32,21 +31,11 @@ from appliance.sandbox.policy import (
     parse_mount_allowlist,
     resolve_mounts,
 )
-from appliance.sandbox.service import SandboxPaths, open_backend, run_in_sandbox
+from appliance.sandbox.service import SandboxPaths, run_in_sandbox
 
 pytestmark = [pytest.mark.podman, pytest.mark.integration]
 
 CANARY = "canary-7f3a9c1e-do-not-leak"
-
-
-@pytest.fixture(params=["podman", "docker"])
-async def backend(
-    request: pytest.FixtureRequest, podman_socket: str, runtime_dir: str
-) -> AsyncIterator[SandboxBackend]:
-    async with open_backend(
-        request.param, socket=podman_socket, runtime_dir=runtime_dir, clean_orphans=False
-    ) as b:
-        yield b
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,22 +21,12 @@ import trio
 from appliance import log as applog
 from appliance.sandbox.backend import RunResult, SandboxBackend
 from appliance.sandbox.policy import Limits, NetMode
-from appliance.sandbox.service import SandboxPaths, open_backend, run_in_sandbox
+from appliance.sandbox.service import SandboxPaths, run_in_sandbox
 
 pytestmark = [pytest.mark.podman, pytest.mark.integration]
 
 LIMITS = Limits(cpus=1.0, memory_mb=64, pids=32, timeout_s=20, output_cap_bytes=8192)
 BODY = b"hello-from-the-host\n"
-
-
-@pytest.fixture(params=["podman", "docker"])
-async def backend(
-    request: pytest.FixtureRequest, podman_socket: str, runtime_dir: str
-) -> AsyncIterator[SandboxBackend]:
-    async with open_backend(
-        request.param, socket=podman_socket, runtime_dir=runtime_dir, clean_orphans=False
-    ) as b:
-        yield b
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import trio
 
 from appliance.config.settings import SandboxSettings, Settings
 from appliance.errors import ConfigError, SandboxUnavailable
-from appliance.sandbox.backend import POOL_LABEL, SANDBOX_LABEL
+from appliance.sandbox.backend import POOL_LABEL, SANDBOX_LABEL, SandboxBackend
 from appliance.sandbox.policy import (
     AllowlistError,
     Limits,
@@ -145,16 +145,13 @@ async def test_backend_none_cannot_open_a_service(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ warm pool
 
 
-@pytest.fixture(params=["podman", "docker"])
+@pytest.fixture
 async def service(
-    request: pytest.FixtureRequest, tmp_path: Path, podman_socket: str, runtime_dir: str, runner_image: str
+    backend: SandboxBackend, tmp_path: Path, runtime_dir: str, runner_image: str
 ) -> AsyncIterator[SandboxService]:
     settings = _settings(tmp_path, image=runner_image, memory_mb=64, pids=32, timeout_s=20, warm_pool=True)
     paths = attrs.evolve(SandboxPaths.of(settings), runtime_dir=runtime_dir)
-    async with (
-        open_backend(request.param, socket=podman_socket, runtime_dir=runtime_dir, clean_orphans=False) as b,
-        open_sandbox_service(settings, paths=paths, engine=b, prewarm=False) as svc,
-    ):
+    async with open_sandbox_service(settings, paths=paths, engine=backend, prewarm=False) as svc:
         yield svc
 
 
